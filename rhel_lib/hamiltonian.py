@@ -28,11 +28,12 @@ class PhaseState(NamedTuple):
 class StepRecord(NamedTuple):
     """What one leapfrog step visits (each of shape ``(Q,)``, or with leading time axes).
 
-    ``phi_half`` is the position of the two intermediate sub-steps, ``pi_in`` the momentum
-    entering the step (sub-step ``k+1/3``), ``pi_out`` the momentum leaving it (``k+2/3``) and
-    ``phi_out`` the position after the step.
+    ``phi_in`` is the position entering the step, ``phi_half`` the position of the two
+    intermediate sub-steps, ``pi_in`` the momentum entering the step (sub-step ``k+1/3``),
+    ``pi_out`` the momentum leaving it (``k+2/3``) and ``phi_out`` the position after the step.
     """
 
+    phi_in: Float[Array, " Q"]
     phi_half: Float[Array, " Q"]
     pi_in: Float[Array, " Q"]
     pi_out: Float[Array, " Q"]

@@ -35,7 +35,7 @@ def leapfrog_step(
     phi_half = phi + 0.5 * ham.kinetic_grad(pi)
     pi_out = pi - ham.potential_grad(phi_half, u)
     phi_out = phi_half + 0.5 * ham.kinetic_grad(pi_out)
-    return PhaseState(phi_out, pi_out), StepRecord(phi_half, pi, pi_out, phi_out)
+    return PhaseState(phi_out, pi_out), StepRecord(phi, phi_half, pi, pi_out, phi_out)
 
 
 def sequential_trajectory(
@@ -113,7 +113,7 @@ def linear_oscillator_trajectory(
     pi_in = pi_prev if kicks is None else pi_prev + kicks
     phi_half = phi_prev + 0.5 * d * pi_in
     final = PhaseState(phi_out[-1], pi_out[-1])
-    return final, StepRecord(phi_half, pi_in, pi_out, phi_out)
+    return final, StepRecord(phi_prev, phi_half, pi_in, pi_out, phi_out)
 
 
 def flip(state: PhaseState) -> PhaseState:

@@ -222,7 +222,7 @@ def make_model(
     include_time: bool = False,
     loss_scale: float | str = "auto",
     estimator: str = "centred",
-    chunk_size: int | None = 1024,
+    chunk_size: int | None = None,
     complex_ssm: bool = True,
     train_step: bool | None = None,
     step: float | tuple[float, float] | None = None,
@@ -241,8 +241,10 @@ def make_model(
         ssm_dim: ``P``, oscillators per unit.
         classification: classification head (else regression).
         gradient: ``"bptt"`` or ``"rhel"`` for every unit; see :func:`set_gradient`.
-        epsilon, loss_scale, estimator, chunk_size: RHEL settings, see
+        epsilon, loss_scale, estimator: RHEL settings, see
             :class:`~rhel_lib.echo.GradientConfig`.
+        chunk_size: steps per chunk of the forward pass and the echo; ``None`` takes each unit's
+            default (LinHRU 1024 — parallel scan inside a chunk; NonlinHRU 64).
         key: PRNG key.
         output_step: regression predicts every ``output_step``-th step.
         include_time: append a time channel ``t ∈ [0, 1]`` to the input.
@@ -271,9 +273,10 @@ def make_model(
         epsilon=epsilon,
         loss_scale=loss_scale,
         estimator=estimator,
-        chunk_size=chunk_size,
         dtype=dtype,
     )
+    if chunk_size is not None:
+        common["chunk_size"] = chunk_size
     unit_keys = jax.random.split(jax.random.fold_in(key, 1), num_blocks)
     if name == "LinHRU":
         units = [

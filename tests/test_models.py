@@ -48,7 +48,7 @@ def _grads(model, state, x, y):
 
 CASES = [
     ("LinHRU", True, {}),
-    ("LinHRU", False, {"complex_ssm": False}),
+    ("LinHRU", False, {"complex_ssm": False, "parallel": False}),
     ("NonlinHRU", True, {"step": 0.3, "train_step": True}),
     ("NonlinHRU", False, {"step": 0.1}),
 ]
@@ -81,7 +81,7 @@ def test_rhel_through_a_stack_equals_bptt(name, classification, kwargs):
 def test_float32_paper_settings(name):
     """ε = 0.1 with a fixed γ = 10³ (the paper's 10⁴ over-nudges this small batch) and with the
     automatic γ: cosine ≥ 0.999 for every leaf in float32."""
-    kwargs = {"step": 0.1} if name == "NonlinHRU" else {}
+    kwargs = {"step": 0.1} if name == "NonlinHRU" else {"parallel": False}
     model, state = _model(
         name,
         classification=True,
@@ -100,7 +100,7 @@ def test_float32_paper_settings(name):
 
 
 def test_set_gradient_switches_every_unit_and_keeps_parameters():
-    model, state = _model("LinHRU", classification=True)
+    model, state = _model("LinHRU", classification=True, parallel=False)
     switched = set_gradient(model, "bptt")
     assert {u.gradient for u in model.units} == {"rhel"}
     assert {u.gradient for u in switched.units} == {"bptt"}
@@ -208,7 +208,9 @@ def test_make_model_errors(kwargs, error, match):
 
 
 def test_call_errors():
-    model, state = _model("LinHRU", classification=True, dtype=jnp.float32, num_blocks=1)
+    model, state = _model(
+        "LinHRU", classification=True, dtype=jnp.float32, num_blocks=1, parallel=False
+    )
     x, _ = _data(True, jnp.float32)
     with pytest.raises(ValueError, match="data_dim"):
         model(x[..., :2], state, inference=True)

@@ -29,8 +29,7 @@ def _compare(unit, *, seed=0, length=K):
     return errors
 
 
-@pytest.mark.parametrize("complex_ssm", [True, False])
-@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("complex_ssm, parallel", [(True, True), (False, False)])
 def test_linhru_rhel_is_exact_at_any_epsilon(complex_ssm, parallel):
     unit = LinHRU(
         H,
@@ -42,7 +41,7 @@ def test_linhru_rhel_is_exact_at_any_epsilon(complex_ssm, parallel):
         dtype=jnp.float64,
         key=jax.random.PRNGKey(1),
     )
-    for eps in (1e-8, 0.1, 10.0):
+    for eps in (1e-8, 10.0):
         errors = _compare(unit.with_gradient(epsilon=eps))
         assert max(errors.values()) < 1e-10, (eps, errors)
 
@@ -50,7 +49,13 @@ def test_linhru_rhel_is_exact_at_any_epsilon(complex_ssm, parallel):
 def test_linhru_paired_echoes_agree_with_bptt():
     """The physical two-echo arithmetic is the same estimator, with round-off ∝ 1/ε."""
     unit = LinHRU(
-        H, P, gradient="rhel", loss_scale=1.0, dtype=jnp.float64, key=jax.random.PRNGKey(2)
+        H,
+        P,
+        gradient="rhel",
+        loss_scale=1.0,
+        parallel=False,
+        dtype=jnp.float64,
+        key=jax.random.PRNGKey(2),
     ).with_gradient(paired_echoes=True, epsilon=1.0)
     assert max(_compare(unit).values()) < 1e-10
     worse = max(_compare(unit.with_gradient(epsilon=1e-9)).values())
@@ -61,14 +66,26 @@ def test_linhru_trainable_and_frozen_step():
     key = jax.random.PRNGKey(3)
     u, target = random_inputs(5, (K, H)), random_inputs(6, (K, H))
     for gradient in ("bptt", "rhel"):
-        trained = LinHRU(H, P, train_step=True, gradient=gradient, dtype=jnp.float64, key=key)
-        frozen = LinHRU(H, P, train_step=False, gradient=gradient, dtype=jnp.float64, key=key)
+        trained = LinHRU(
+            H, P, train_step=True, parallel=False, gradient=gradient, dtype=jnp.float64, key=key
+        )
+        frozen = LinHRU(
+            H, P, train_step=False, parallel=False, gradient=gradient, dtype=jnp.float64, key=key
+        )
         assert float(jnp.linalg.norm(_grad(trained, u, target).hamiltonian.step_hat)) > 1e-4
         np.testing.assert_array_equal(_grad(frozen, u, target).hamiltonian.step_hat, 0.0)
     assert (
         max(
             _compare(
-                LinHRU(H, P, train_step=False, gradient="rhel", dtype=jnp.float64, key=key)
+                LinHRU(
+                    H,
+                    P,
+                    train_step=False,
+                    parallel=False,
+                    gradient="rhel",
+                    dtype=jnp.float64,
+                    key=key,
+                )
             ).values()
         )
         < 1e-10
@@ -144,6 +161,7 @@ def test_long_sequences():
         H,
         P,
         step=(0.01, 0.9),
+        parallel=False,  # the parallel scan's compile time is spent in other tests
         gradient="rhel",
         epsilon=1e-4,
         dtype=jnp.float64,

@@ -9,7 +9,7 @@ import jax
 from jaxtyping import Array, Float
 
 from rhel_lib._validation import check_finite, check_last_dim
-from rhel_lib.echo import GradientConfig, integrate
+from rhel_lib.echo import GradientConfig, unit_outputs
 from rhel_lib.hamiltonian import Hamiltonian
 
 
@@ -45,8 +45,7 @@ class HamiltonianUnit(eqx.Module):
             )
         check_last_dim("inputs", inputs, self.input_dim, "the unit's input_dim")
         check_finite("inputs", inputs)
-        phi = integrate(self.hamiltonian, inputs, self.gradient_config)
-        return self.readout(phi, inputs)
+        return unit_outputs(self, inputs, self.gradient_config)
 
     def with_gradient(
         self,

@@ -158,9 +158,9 @@ class LinHRU(HamiltonianUnit):
     def input_dim(self) -> int:
         return self.D.shape[0]
 
-    def readout(self, phi, inputs):
+    def readout(self, phi, u):
         P = self.C_real.shape[1]
-        out = phi[:, :P] @ self.C_real.T
+        out = self.C_real @ phi[:P]
         if self.C_imag is not None:
-            out = out - phi[:, P:] @ self.C_imag.T
-        return out + self.D * inputs
+            out = out - self.C_imag @ phi[P:]
+        return out + self.D * u

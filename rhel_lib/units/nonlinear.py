@@ -84,7 +84,7 @@ class NonlinHRU(HamiltonianUnit):
         epsilon: float = 0.1,
         loss_scale: float | str = "auto",
         estimator: str = "centred",
-        chunk_size: int | None = 1024,
+        chunk_size: int | None = 64,
         dtype=jnp.float32,
         key: PRNGKeyArray,
     ):
@@ -123,5 +123,5 @@ class NonlinHRU(HamiltonianUnit):
     def input_dim(self) -> int:
         return self.D.shape[0]
 
-    def readout(self, phi, inputs):
-        return phi @ self.C.T + self.D * inputs
+    def readout(self, phi, u):
+        return self.C @ phi + self.D * u
