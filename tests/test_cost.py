@@ -20,11 +20,11 @@ def test_measure_step_reports_time_and_memory():
 
 
 def test_subprocess_measurement_and_ratios():
-    runs = [measure_in_subprocess(StepSetting("LinHRU", m, **TINY)) for m in ("bptt", "rhel")]
+    runs = [measure_in_subprocess(StepSetting("NonlinHRU", m, **TINY)) for m in ("bptt", "rhel")]
     (row,) = ratios(runs)
     assert row["time_ratio"] == pytest.approx(row["rhel_ms"] / row["bptt_ms"])
     assert row["temp_ratio"] == pytest.approx(row["rhel_temp_mib"] / row["bptt_temp_mib"])
-    assert row["seq_len"] == 64 and row["model"] == "LinHRU"
+    assert row["seq_len"] == 64 and row["model"] == "NonlinHRU"
 
 
 def _benchmark_module():
