@@ -16,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytest.register_assert_rewrite("book_fixtures")
 pytest_plugins = ["book_fixtures"]
+# One xdist worker runs every book test, so the notebooks are executed and built only once.
+pytestmark = pytest.mark.xdist_group("book")
 
 from book_fixtures import ROOT, build  # noqa: E402
 
