@@ -50,7 +50,7 @@ def test_top_level_layout():
     }
     present = {p.name for p in ROOT.iterdir()}
     assert expected <= present, expected - present
-    assert (ROOT / ".ci" / "run").read_text().count("make test") == 1
+    assert "make test" in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
 def test_library_does_not_read_shared_folder():
