@@ -178,7 +178,7 @@ def execute_notebooks(
     pattern: str | None = None,
     out_dir: Path = EXECUTED,
     root: Path = ROOT,
-    timeout: int | None = 1800,
+    timeout: int | None = 600,
     log=print,
 ) -> list[NotebookRun]:
     """Execute the notebooks with papermill into ``out_dir/notebooks/<name>.ipynb``.
@@ -206,21 +206,31 @@ def execute_notebooks(
         log(f"[{i}/{len(notebooks)}] executing {nb.name} (profile={profile}){note} ...", flush=True)
         t0 = time.perf_counter()
         error = None
-        try:
-            with _kernel_environment(root):
-                pm.execute_notebook(
-                    str(nb),
-                    str(output),
-                    parameters={"profile": profile},
-                    kernel_name=kernel,
-                    language="python",
-                    cwd=str(nb.parent),
-                    progress_bar=False,
-                    log_output=False,
-                    execution_timeout=timeout,
-                )
-        except Exception as exc:  # papermill raises PapermillExecutionError on a cell error
-            error = _error_summary(exc)
+        for attempt in (1, 2):
+            try:
+                with _kernel_environment(root):
+                    pm.execute_notebook(
+                        str(nb),
+                        str(output),
+                        parameters={"profile": profile},
+                        kernel_name=kernel,
+                        language="python",
+                        cwd=str(nb.parent),
+                        progress_bar=False,
+                        log_output=False,
+                        execution_timeout=timeout,
+                    )
+                error = None
+                break
+            except Exception as exc:  # papermill raises PapermillExecutionError on a cell error
+                error = _error_summary(exc)
+                # nbclient can stall on widget comm messages (jupyter/nbclient#312): a cell that
+                # times out is retried once in a fresh kernel; real errors are not retried.
+                timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
+                if attempt == 1 and timed_out:
+                    log(f"[{i}/{len(notebooks)}] {nb.name}: cell timed out, retrying once")
+                    continue
+                break
         seconds = time.perf_counter() - t0
         runs.append(NotebookRun(nb.name, nb, output, seconds, error))
         status = "ok" if error is None else f"FAILED: {error}"
@@ -407,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not execute; render the executed copies already in _build/executed",
     )
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--quiet", action="store_true", help="hide Jupyter Book's log")
     args = parser.parse_args(argv)
 
