@@ -339,7 +339,7 @@ def build_html(
     stage = stage_tree(executed_dir, build_dir / "stage", root)
     html_dir = build_dir / "html"
     if html_dir.exists():
-        shutil.rmtree(html_dir)  # no stale pages of removed chapters
+        shutil.rmtree(html_dir, ignore_errors=True)  # no stale pages of removed chapters
     cmd = [
         sys.executable,
         "-c",
