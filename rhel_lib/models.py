@@ -18,6 +18,8 @@ Models act on batches ``x`` of shape ``(batch, length, data_dim)`` and thread an
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -98,11 +100,29 @@ class GLU(eqx.Module):
 
 
 def dropout(x: Array, rate: float, key: PRNGKeyArray | None, inference: bool) -> Array:
-    """Inverted dropout; identity in inference mode or at rate 0."""
+    """Inverted dropout; identity in inference mode or at rate 0.
+
+    The rate is quantised to a multiple of 2⁻¹⁶ (0.05 → 3277/65536); the kept values are
+    divided by the exact keep probability, so the layer stays unbiased.
+    """
     if inference or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    drop_below = round(rate * 2**16)
+    keep_probability = 1.0 - drop_below / 2**16
+    return jnp.where(_uniform16(key, x.shape) >= drop_below, x / keep_probability, 0.0)
+
+
+def _uniform16(key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
+    """Independent uniform 16-bit integers (as uint32), two per 32-bit random word.
+
+    ``jax.random.bernoulli`` draws 32 bits per element and its generator needs about three
+    times the output in temporaries; over a long sequence these buffers dominated a training
+    step (110 of 490 MiB at B = 4, L = 16k, H = 64). Splitting each word halves them.
+    """
+    size = math.prod(shape)
+    words = jax.random.bits(key, ((size + 1) // 2,), dtype=jnp.uint32)
+    halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(-1)
+    return halves[:size].reshape(shape)
 
 
 class HSSMBlock(eqx.Module):

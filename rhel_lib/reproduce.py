@@ -40,7 +40,9 @@ import dataclasses
 import fnmatch
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -515,6 +517,13 @@ def _kernel_manager_class(log_file=None):
             super().__init__(**kwargs)
             if os.name == "posix":  # local sockets: no TCP ports, no "unencrypted TCP" warning
                 self.transport = "ipc"
+                # jupyter_client names ipc sockets "<ip>-1", "<ip>-2", ... taking the first
+                # names not on disk, with ip = "kernel-ipc" relative to the working directory:
+                # two runs started at the same moment could pick the same sockets and talk to
+                # each other's kernels ("Invalid Signature"). A private folder per kernel
+                # makes the names unique (and short: socket paths are limited to ~100 bytes).
+                self._ipc_dir = tempfile.mkdtemp(prefix="rhel-kernel-")
+                self.ip = os.path.join(self._ipc_dir, "ipc")
             # a busy machine may need more than the default 5 s to shut a kernel down cleanly
             self.shutdown_wait_time = 30.0
 
@@ -527,6 +536,12 @@ def _kernel_manager_class(log_file=None):
                     language="python",
                 )
             return self._kernel_spec
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            ipc_dir = getattr(self, "_ipc_dir", None)
+            if ipc_dir is not None and not restart:
+                shutil.rmtree(ipc_dir, ignore_errors=True)
 
         async def start_kernel(self, **kwargs):
             if log_file is not None:

@@ -220,3 +220,24 @@ def test_call_errors():
         model(x.at[0, 0, 0].set(jnp.inf), state, inference=True)
     with pytest.raises(ValueError, match="key"):
         model(x, state)
+
+
+def test_dropout_keeps_the_right_fraction_and_is_unbiased():
+    from rhel_lib.models import _uniform16, dropout
+
+    x = jnp.ones((8, 5000, 16), jnp.float32)  # 640k elements
+    key = jax.random.key(3)
+    y = dropout(x, 0.05, key, inference=False)
+    kept = np.asarray(y != 0)
+    # binomial standard deviation of the kept fraction: sqrt(0.05 * 0.95 / 640k) = 2.7e-4
+    assert abs(kept.mean() - (1 - 3277 / 2**16)) < 2e-3
+    assert abs(float(y.mean()) - 1.0) < 3e-3  # unbiased
+    np.testing.assert_array_equal(np.asarray(dropout(x, 0.05, key, inference=False)), y)
+    assert not np.array_equal(np.asarray(dropout(x, 0.05, jax.random.key(4), False)), y)
+    np.testing.assert_array_equal(np.asarray(dropout(x, 0.05, key, inference=True)), x)
+    # both 16-bit halves of each random word are uniform and independent of each other
+    u = np.asarray(_uniform16(key, (100001,)), np.float64) / 2**16
+    for half in (u[0::2], u[1::2]):
+        assert abs(half.mean() - 0.5) < 5e-3 and abs(half.var() - 1 / 12) < 3e-3
+    assert abs(np.corrcoef(u[0:-1:2], u[1::2])[0, 1]) < 1e-2
+    assert u.max() < 1.0 and u.min() >= 0.0

@@ -328,3 +328,36 @@ def test_gpu_workflow_file():
     upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert upload and "data_dir/results" in upload[0]["with"]["path"]
     assert upload[0].get("if") == "always()"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="ipc sockets are POSIX only")
+def test_parallel_kernels_get_private_ipc_sockets(tmp_path, monkeypatch):
+    """Two runs started together must not share socket names (they did when jupyter_client
+    named them ``kernel-ipc-N`` in the working directory: the second kernel's client then
+    received the first one's messages, "Invalid Signature")."""
+    monkeypatch.chdir(tmp_path)
+    manager_class = rp._kernel_manager_class()
+    first, second = manager_class(), manager_class()
+    assert first.transport == second.transport == "ipc"
+    assert os.path.isabs(first.ip) and os.path.isabs(second.ip)
+    assert os.path.dirname(first.ip) != os.path.dirname(second.ip)
+    assert len(first.ip) + len("-65535") < 100  # AF_UNIX path limit
+
+    import asyncio
+
+    async def start_and_stop(manager):
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=120)
+        reply = await client.kernel_info(reply=True)
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+        return reply["content"]["status"]
+
+    async def both():
+        return await asyncio.gather(start_and_stop(first), start_and_stop(second))
+
+    assert asyncio.run(both()) == ["ok", "ok"]
+    assert not os.path.exists(os.path.dirname(first.ip))  # removed with the kernel
+    assert not list(tmp_path.iterdir())  # nothing left in the working directory

@@ -325,7 +325,8 @@ def load_processed(
     Raises:
         DatasetNotFoundError: the folder, the manifest or the npz is missing.
         DatasetCorruptError: unreadable manifest/npz, checksum or shape mismatch.
-        Both messages name the dataset and the command that (re)creates it.
+
+    Both messages name the dataset and the command that (re)creates it.
     """
     folder = processed_dir(collection, name, root)
     label = f"{collection} dataset {name!r}"
