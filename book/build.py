@@ -30,6 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -153,16 +154,8 @@ def _kernel_environment(root: Path):
         # figures must reach the notebook even if the caller set another backend
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
-    saved = {key: os.environ.get(key) for key in update}
-    os.environ.update(update)
-    try:
+    with mock.patch.dict(os.environ, update):  # restores the environment on exit
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _error_summary(exc: BaseException) -> str:

@@ -2,9 +2,13 @@
 
 Commands (``python -m rhel_lib <command> --help`` for each):
 
-* ``train``: train one model × dataset × gradient for one or more seeds (resumable);
+* ``train``: train one model × dataset × gradient for one or more seeds (resumable): the HSSMs
+  (``LinHRU``, ``NonlinHRU``; gradients ``bptt``, ``rhel``) on the UEA / PPG datasets, and the
+  Hopfield network (``HopfieldHRU``; methods ``bptt``, ``rhel``, ``hebbian``, ``eprop``,
+  ``tbptt``) on the tasks ``CopyPaste`` and ``HeidelbergDigits``, through one dispatch
+  (:func:`rhel_lib.reproduce.run_training`);
 * ``config``: print the resolved configuration of a profile (after overrides) as JSON;
-* ``configs``: list the shipped configurations;
+* ``configs``: list the shipped configurations (the Hopfield ones included);
 * ``reproduce``: run the reproduction matrix of a profile, one papermill-executed notebook per
   run (:mod:`rhel_lib.reproduce`; local, ``--jobs N``, SLURM through submitit);
 * ``results``: tables (Markdown/CSV) and a figure of the finished runs next to the published
@@ -26,8 +30,19 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from rhel_lib.config import DATASETS, GRADIENTS, MODELS, PROFILES, ConfigError
+from rhel_lib.config import (
+    ALL_DATASETS,
+    ALL_GRADIENTS,
+    ALL_MODELS,
+    ALL_PROFILES,
+    HOPFIELD_MODEL,
+    ConfigError,
+    check_run,
+    parse_overrides,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -40,15 +55,24 @@ def common_parent() -> argparse.ArgumentParser:
 
 
 def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, choices=MODELS, help="Hamiltonian unit")
     parser.add_argument(
-        "--dataset", required=True, choices=list(DATASETS), help="dataset (PPG = PPG-DaLiA)"
+        "--model",
+        required=True,
+        choices=ALL_MODELS,
+        help="Hamiltonian unit: the HSSMs LinHRU, NonlinHRU or the Hopfield network HopfieldHRU",
+    )
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=list(ALL_DATASETS),
+        help="dataset (PPG = PPG-DaLiA); HopfieldHRU: the task CopyPaste or HeidelbergDigits",
     )
     parser.add_argument(
         "--profile",
         default="full",
-        choices=PROFILES,
-        help="'full': the paper's settings (default); 'smoke': a CPU-minutes version",
+        choices=ALL_PROFILES,
+        help="'full': the paper's settings (default); 'smoke': a CPU-minutes version; "
+        "'cpu' (HopfieldHRU only): the CPU reproduction of the follow-up's table",
     )
     parser.add_argument(
         "--override",
@@ -60,18 +84,47 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _overrides(model: str, texts: Sequence[str]) -> dict[str, Any]:
+    """``--override`` strings as typed values: the HSSM schema checks keys and types here, the
+    Hopfield schema when the config is resolved."""
+    if model == HOPFIELD_MODEL:
+        from rhel_lib.hopfield_train import parse_override
+
+        return dict(parse_override(text) for text in texts)
+    return parse_overrides(texts)
+
+
+def _resolve(args: argparse.Namespace, gradient: str | None = None):
+    """``(overrides, config dict)`` of the command line, after checking that the model runs on
+    the dataset (with the gradient and profile)."""
+    from rhel_lib.reproduce import resolve_config
+
+    check_run(args.model, args.dataset, gradient=gradient, profile=args.profile)
+    overrides = _overrides(args.model, args.override)
+    return overrides, resolve_config(args.model, args.dataset, args.profile, overrides)
+
+
 def _add_train(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         parents=[common_parent()],
-        help="train a model on a dataset with BPTT or RHEL (resumable)",
-        description="Train one model × dataset × gradient for the given seeds. Results and "
-        "checkpoints go to <output-dir>/<profile>/<model>/<dataset>/<gradient>/seed<seed>/. "
-        "Re-running the same command resumes an interrupted run from its last checkpoint "
-        "and skips a finished one.",
+        help="train a model on a dataset with BPTT, RHEL, … (resumable)",
+        description="Train one model × dataset × gradient for the given seeds: an HSSM "
+        "(LinHRU, NonlinHRU; gradients bptt, rhel) on a UEA/PPG dataset, or the Hopfield "
+        "network (HopfieldHRU; bptt, rhel, hebbian, eprop, tbptt) on CopyPaste or "
+        "HeidelbergDigits. Results (and the HSSMs' checkpoints) go to "
+        "<output-dir>/<profile>/<model>/<dataset>/<gradient>/seed<seed>/. Re-running the same "
+        "command resumes an interrupted run from its last checkpoint and skips a finished one.",
     )
     _add_experiment_arguments(parser)
-    parser.add_argument("--gradient", required=True, choices=GRADIENTS, help="BPTT or RHEL")
+    parser.add_argument(
+        "--gradient",
+        required=True,
+        nargs="+",
+        choices=ALL_GRADIENTS,
+        help="one or more of: bptt, rhel (every model); hebbian (local contrastive Hebbian "
+        "RHEL), eprop, tbptt (truncated BPTT): HopfieldHRU only",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -95,43 +148,62 @@ def _add_train(subparsers) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from rhel_lib.config import load_config
-    from rhel_lib.train import train
+    from rhel_lib.results import check_seed
 
-    config = load_config(args.model, args.dataset, args.profile, args.override)
-    if config.dtype == "float64":
-        import jax
+    # every gradient and seed is checked before the first run starts
+    runs = []
+    for gradient in dict.fromkeys(args.gradient):  # in the given order, once each
+        overrides, config = _resolve(args, gradient)
+        seeds = config["seeds"] if args.seed is None else args.seed
+        for seed in seeds:
+            try:
+                check_seed(seed)
+            except ValueError as err:
+                raise ConfigError(f"--seed: {err}") from None
+        runs.append((gradient, overrides, seeds))
+    return max(_train_seeds(args, *run) for run in runs)
 
-        jax.config.update("jax_enable_x64", True)
-    seeds = config.seeds if args.seed is None else args.seed
-    for seed in seeds:
-        if seed < 0:
-            raise ConfigError(f"--seed must be >= 0; got {seed}")
+
+def _train_seeds(args: argparse.Namespace, gradient: str, overrides, seeds) -> int:
+    """Train ``seeds`` of one gradient; the worst exit code."""
+    from rhel_lib.reproduce import run_training
+    from rhel_lib.results import clear_run, run_dir
+
+    output_dir = Path(args.data_root) / "results" if args.output_dir is None else args.output_dir
     worst = EXIT_OK
     for seed in seeds:
-        result = train(
-            config,
-            gradient=args.gradient,
-            seed=seed,
+        folder = run_dir(output_dir, args.profile, args.model, args.dataset, gradient, seed)
+        if args.restart:
+            clear_run(folder)
+        result = run_training(
             profile=args.profile,
-            output_dir=args.output_dir,
+            model=args.model,
+            dataset=args.dataset,
+            gradient=gradient,
+            seed=seed,
+            overrides=overrides,
             data_root=args.data_root,
+            output_dir=output_dir,
             progress=not args.no_progress,
-            resume=not args.restart,
         )
-        folder = result.get("run_dir")
+        label = f"{gradient} seed {seed}"
         if result["status"] == "diverged":
-            if args.no_progress:  # (with progress output, train() has said so already)
+            if args.no_progress:  # (with progress output, the trainer has said so already)
                 print(f"python -m rhel_lib train: error: {result['message']}", file=sys.stderr)
             worst = EXIT_DIVERGED
         elif result.get("skipped"):
-            if args.no_progress:  # (with progress output, train() has said so already)
-                print(f"seed {seed}: already finished, skipped ({folder}/result.json)")
-        else:
+            if args.no_progress:  # (with progress output, the trainer has said so already)
+                print(f"{label}: already finished, skipped ({folder}/result.json)")
+        elif "test_metric" in result:  # an HSSM: test metric of the best validation
             print(
-                f"seed {seed}: test {result['metric']} {result['test_metric']:.4f} "
+                f"{label}: test {result['metric']} {result['test_metric']:.4f} "
                 f"(best val {result['best_val_metric']:.4f} at step {result['best_step']}) "
                 f"-> {folder}/result.json"
+            )
+        else:  # the Hopfield network: final_metric
+            print(
+                f"{label}: test {result['metric']} {result['final_metric']:.4f} "
+                f"(after {result['steps']} steps) -> {folder}/result.json"
             )
     return worst
 
@@ -148,15 +220,15 @@ def _add_config(subparsers) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> int:
-    from rhel_lib.config import config_path, load_config
+    from rhel_lib.config import config_path
 
-    config = load_config(args.model, args.dataset, args.profile, args.override)
+    _, config = _resolve(args)
     print(
         json.dumps(
             {
                 "file": str(config_path(args.model, args.dataset)),
                 "profile": args.profile,
-                "config": config.to_dict(),
+                "config": config,
             },
             indent=2,
         )
@@ -174,8 +246,8 @@ def _add_configs(subparsers) -> None:
 def _run_configs(args: argparse.Namespace) -> int:
     from rhel_lib.config import available_configs, config_path
 
-    for model, dataset in available_configs():
-        print(f"{model:10s} {dataset:22s} {config_path(model, dataset)}")
+    for model, dataset in available_configs(hopfield=True):
+        print(f"{model:11s} {dataset:22s} {config_path(model, dataset)}")
     return EXIT_OK
 
 

@@ -20,7 +20,9 @@ few hundred steps (and mostly datasets that are not in the paper), so their rows
 instead.
 
 ``python -m rhel_lib results`` prints the table (Markdown or CSV) and writes
-``results.md``, ``results.csv`` and ``results.png`` into each profile's results folder.
+``results.md``, ``results.csv`` and ``results.png`` into each profile's results folder;
+``--format hopfield`` prints the Hopfield follow-up's table instead (:func:`format_hopfield`:
+per method, mean ± std next to the published column and the cosine to BPTT during training).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "collect_results",
     "display_rows",
     "format_csv",
+    "format_hopfield",
     "format_markdown",
     "format_published_markdown",
     "metric_label",
@@ -71,13 +74,16 @@ _DATASET_ORDER = (
     "HeidelbergDigits",
 )
 _GRADIENT_ORDER = ("bptt", "rhel", "hebbian", "eprop", "tbptt")
-_PROFILE_ORDER = ("smoke", "full")
+_PROFILE_ORDER = ("smoke", "cpu", "full")
 
 #: One line per profile that says what its numbers are.
 PROFILE_NOTES = {
     "smoke": "SMOKE profile: CPU settings (tiny models, a few hundred steps, few seeds) that "
     "check the pipeline. These numbers are not comparable with the paper; most smoke datasets "
     "are not in the paper at all.",
+    "cpu": "CPU profile (HopfieldHRU only): a CPU-sized training of the follow-up's network "
+    "(fewer neurons and steps than the published one); compare with the published column with "
+    "care.",
     "full": "FULL profile: the paper's settings (the 'full' section of each configuration "
     "file), compared with the published mean ± std.",
 }
@@ -432,6 +438,33 @@ CSV_COLUMNS = (
 )
 
 
+def format_hopfield(results: Iterable[Mapping[str, Any]]) -> str:
+    """The Hopfield follow-up's table of the ``HopfieldHRU`` runs among ``results`` (result
+    dicts, e.g. :func:`collect_results`), one per profile × task: per method the mean ± std
+    over seeds, the published column and the cosine to BPTT at the measured steps
+    (:func:`rhel_lib.hopfield_train.results_table`, :func:`~rhel_lib.hopfield_train.format_table`).
+    Empty when there is no such run."""
+    from rhel_lib.config import HOPFIELD_MODEL, HOPFIELD_TASKS
+    from rhel_lib.hopfield_train import format_table, results_table
+
+    runs = [r for r in results if r.get("model") == HOPFIELD_MODEL]
+    out = []
+    for profile in sorted(
+        {str(r.get("profile")) for r in runs}, key=lambda p: _order(_PROFILE_ORDER, p)
+    ):
+        for task in HOPFIELD_TASKS:
+            mine = [r for r in runs if r.get("profile") == profile and r.get("task") == task]
+            if mine:
+                rows = results_table(mine, task=task, profile=profile)
+                out += [
+                    f"**{profile} profile: {HOPFIELD_MODEL} on {task}**",
+                    "",
+                    format_table(rows, task),
+                    "",
+                ]
+    return "\n".join(out).rstrip() + "\n" if out else ""
+
+
 def format_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """CSV of :func:`aggregate` rows (full precision; seeds and values separated by spaces;
     empty cells for missing numbers)."""
@@ -567,10 +600,16 @@ def add_results_parser(subparsers) -> None:
     parser.add_argument(
         "--profile",
         default="all",
-        choices=("smoke", "full", "all"),
-        help="which runs (default: all, one table per profile)",
+        choices=("smoke", "cpu", "full", "all"),
+        help="which runs (default: all, one table per profile; cpu: HopfieldHRU only)",
     )
-    parser.add_argument("--format", default="md", choices=("md", "csv"), help="default: md")
+    parser.add_argument(
+        "--format",
+        default="md",
+        choices=("md", "csv", "hopfield"),
+        help="md (default), csv, or hopfield: the Hopfield follow-up's table per task "
+        "(methods, published column, cosine to BPTT) of the HopfieldHRU runs",
+    )
     parser.add_argument(
         "--output", default=None, help="write the table to this file instead of stdout"
     )
@@ -590,16 +629,27 @@ def run_results_command(args: argparse.Namespace) -> int:
         Path(args.data_root) / "results" if args.output_dir is None else Path(args.output_dir)
     )
     profile = None if args.profile == "all" else args.profile
-    rows = aggregate(collect_results(output_dir, profile), ddof=args.ddof)
-    if not rows:
+    results = collect_results(output_dir, profile)
+    rows = aggregate(results, ddof=args.ddof)
+    if args.format == "hopfield":
+        text = format_hopfield(results)
+    else:
+        text = format_markdown(rows) if args.format == "md" else format_csv(rows)
+    if not rows or not text:
         where = output_dir / (profile or "*")
+        command = f"python -m rhel_lib reproduce --profile {profile or 'smoke'}"
+        if args.format == "hopfield" or profile == "cpu":
+            where = where / "HopfieldHRU"
+            command = (
+                "python -m rhel_lib train --model HopfieldHRU --dataset CopyPaste "
+                f"--gradient rhel --profile {profile or 'smoke'}"
+            )
         print(
             f"python -m rhel_lib results: error: no result.json under {where}; run "
-            f"`python -m rhel_lib reproduce --profile {profile or 'smoke'}` first",
+            f"`{command}` first",
             file=sys.stderr,
         )
         return 1
-    text = format_markdown(rows) if args.format == "md" else format_csv(rows)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

@@ -21,6 +21,11 @@ an impossible value raises :class:`ConfigError`, whose message names the key and
 the ``--override`` it came from). Values are never ``eval``-ed: overrides are parsed with
 :func:`json.loads` (a value that is not JSON is taken as a string). See
 ``rhel_lib/configs/README.md`` for the list of keys.
+
+The Hopfield network of the follow-up (:data:`HOPFIELD_MODEL` on :data:`HOPFIELD_TASKS`) has
+its own schema and files (``rhel_lib/configs/hopfield/<Task>.json``, read by
+:func:`rhel_lib.hopfield_train.load_hopfield_config`); this module names what every model may
+be combined with (:func:`check_run`), so that one command line serves both families.
 """
 
 from __future__ import annotations
@@ -37,8 +42,16 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ALL_DATASETS",
+    "ALL_GRADIENTS",
+    "ALL_MODELS",
+    "ALL_PROFILES",
     "DATASETS",
     "GRADIENTS",
+    "HOPFIELD_METHODS",
+    "HOPFIELD_MODEL",
+    "HOPFIELD_PROFILES",
+    "HOPFIELD_TASKS",
     "MODELS",
     "PROFILES",
     "ConfigError",
@@ -46,11 +59,13 @@ __all__ = [
     "ExperimentConfig",
     "apply_overrides",
     "available_configs",
+    "check_run",
     "config_path",
     "load_config",
     "load_config_file",
     "parse_override",
     "parse_overrides",
+    "split_override",
 ]
 
 MODELS = ("LinHRU", "NonlinHRU")
@@ -86,6 +101,17 @@ DATASETS: dict[str, DatasetInfo] = {
     "BasicMotions": DatasetInfo("UEA", "BasicMotions", "classification"),
     "JapaneseVowels": DatasetInfo("UEA", "JapaneseVowels", "classification"),
 }
+
+#: The Hopfield network of the follow-up: its tasks, training methods and profiles.
+HOPFIELD_MODEL = "HopfieldHRU"
+HOPFIELD_TASKS = ("CopyPaste", "HeidelbergDigits")
+HOPFIELD_METHODS = ("bptt", "rhel", "hebbian", "eprop", "tbptt")
+HOPFIELD_PROFILES = ("smoke", "cpu", "full")
+#: Every model, dataset (or task), gradient (or training method) and profile of the CLI.
+ALL_MODELS = (*MODELS, HOPFIELD_MODEL)
+ALL_DATASETS = (*DATASETS, *HOPFIELD_TASKS)
+ALL_GRADIENTS = tuple(dict.fromkeys((*GRADIENTS, *HOPFIELD_METHODS)))
+ALL_PROFILES = tuple(dict.fromkeys((*HOPFIELD_PROFILES, *PROFILES)))
 
 
 class ConfigError(ValueError):
@@ -392,22 +418,64 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
-def config_path(model: str, dataset: str) -> Path:
-    """Path of the shipped config of ``model`` × ``dataset`` (checked names)."""
-    for key, value, allowed in (("model", model, MODELS), ("dataset", dataset, tuple(DATASETS))):
-        if value not in allowed:
+def _per_model(what: str) -> str:
+    """What each model family allows, e.g. ``"LinHRU/NonlinHRU: bptt, rhel; HopfieldHRU: …"``."""
+    hssm, hopfield = {
+        "dataset": (tuple(DATASETS), HOPFIELD_TASKS),
+        "gradient": (GRADIENTS, HOPFIELD_METHODS),
+        "profile": (PROFILES, HOPFIELD_PROFILES),
+    }[what]
+    return f"{'/'.join(MODELS)}: {', '.join(hssm)}; {HOPFIELD_MODEL}: {', '.join(hopfield)}"
+
+
+def check_run(
+    model: str, dataset: str, *, gradient: str | None = None, profile: str | None = None
+) -> None:
+    """Raise :class:`ConfigError` unless ``model`` runs on ``dataset`` (and, when given, with
+    ``gradient`` and ``profile``): the HSSMs (:data:`MODELS`) train on :data:`DATASETS` with
+    :data:`GRADIENTS` and :data:`PROFILES`, :data:`HOPFIELD_MODEL` on :data:`HOPFIELD_TASKS`
+    with :data:`HOPFIELD_METHODS` and :data:`HOPFIELD_PROFILES`. The message lists what each
+    model allows."""
+    if model not in ALL_MODELS:
+        raise ConfigError(
+            f"unknown model {model!r}{_suggest(model, ALL_MODELS)} (known: {', '.join(ALL_MODELS)})"
+        )
+    hopfield = model == HOPFIELD_MODEL
+    checks = (
+        ("dataset", dataset, HOPFIELD_TASKS if hopfield else tuple(DATASETS)),
+        ("gradient", gradient, HOPFIELD_METHODS if hopfield else GRADIENTS),
+        ("profile", profile, HOPFIELD_PROFILES if hopfield else PROFILES),
+    )
+    for what, value, allowed in checks:
+        if value is not None and value not in allowed:
+            kind = "datasets (tasks)" if what == "dataset" else f"{what}s"
             raise ConfigError(
-                f"unknown {key} {value!r}{_suggest(value, allowed)} (known: {', '.join(allowed)})"
+                f"{model} does not run with {what} {value!r}{_suggest(str(value), allowed)} "
+                f"(allowed {kind} per model: {_per_model(what)})"
             )
+
+
+def config_path(model: str, dataset: str) -> Path:
+    """Path of the shipped config of ``model`` × ``dataset`` (checked names; for
+    :data:`HOPFIELD_MODEL`: ``configs/hopfield/<Task>.json``)."""
+    check_run(model, dataset)
+    if model == HOPFIELD_MODEL:
+        return _configs_root() / "hopfield" / f"{dataset}.json"
     return _configs_root() / model / f"{dataset}.json"
 
 
-def available_configs() -> list[tuple[str, str]]:
-    """``(model, dataset)`` of every shipped config file."""
+def available_configs(*, hopfield: bool = False) -> list[tuple[str, str]]:
+    """``(model, dataset)`` of every shipped HSSM config file (and with ``hopfield=True``
+    also ``(HOPFIELD_MODEL, task)`` of the Hopfield configs)."""
     root = _configs_root()
-    return sorted(
+    pairs = sorted(
         (m, p.stem) for m in MODELS for p in (root / m).glob("*.json") if p.stem in DATASETS
     )
+    if hopfield:
+        pairs += [
+            (HOPFIELD_MODEL, t) for t in HOPFIELD_TASKS if config_path(HOPFIELD_MODEL, t).is_file()
+        ]
+    return pairs
 
 
 def load_config_file(
@@ -452,7 +520,12 @@ def load_config(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
 ) -> ExperimentConfig:
     """The shipped config of ``model`` × ``dataset`` for ``profile``, with ``overrides``
-    (a mapping, or ``"key=value"`` strings as on the command line)."""
+    (a mapping, or ``"key=value"`` strings as on the command line). HSSMs only: the Hopfield
+    network's configs load with :func:`rhel_lib.hopfield_train.load_hopfield_config`."""
+    if model == HOPFIELD_MODEL:
+        raise ConfigError(
+            f"{model} has its own config schema: use rhel_lib.hopfield_train.load_hopfield_config"
+        )
     path = config_path(model, dataset)
     if not path.is_file():
         raise ConfigError(f"{path}: no shipped config for {model} on {dataset}")
@@ -473,19 +546,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``"key=value"`` -> ``(key, value)``; the value is parsed with :func:`json.loads`
     (``lr=1e-3`` -> 0.001, ``seeds=[1,2]``, ``step=null``), and kept as a string when it is
     not JSON (``schedule=cosine``). The key is checked against the schema."""
+    key, value = split_override(text)
+    source = f"--override {text!r}"
+    _check_key(key, source)
+    return key, _coerce(key, value, source)
+
+
+def split_override(text: str, fixed: Sequence[str] = ("model", "dataset")) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)`` with the value parsed by :func:`json.loads` (kept as
+    a string when it is not JSON), for any schema: the key is not checked, except that the
+    ``fixed`` keys (chosen by their own command-line options) are refused."""
     if "=" not in text:
         raise ConfigError(f"--override {text!r}: expected key=value")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
-    source = f"--override {text!r}"
-    if key in ("model", "dataset"):
-        raise ConfigError(f"{source}: choose the {key} with --{key}, not an override")
-    _check_key(key, source)
+    if key in fixed:
+        option = "--dataset" if key == "task" else f"--{key}"
+        raise ConfigError(f"--override {text!r}: choose the {key} with {option}, not an override")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    return key, _coerce(key, value, source)
+    return key, value
 
 
 def parse_overrides(texts: Iterable[str]) -> dict[str, Any]:

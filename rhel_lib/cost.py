@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from unittest import mock
 
 MIB = 2**20
 METHODS = ("forward", "bptt", "rhel")
@@ -218,16 +219,8 @@ def shared_compilation_cache(directory: str | os.PathLike[str]):
     process is not affected.
     """
     update = {**_CACHE_ENV, "JAX_COMPILATION_CACHE_DIR": str(Path(directory))}
-    saved = {key: os.environ.get(key) for key in update}
-    os.environ.update(update)
-    try:
+    with mock.patch.dict(os.environ, update):  # restores the environment on exit
         yield Path(directory)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def load_measurement(path: str | os.PathLike[str]) -> dict:

@@ -31,17 +31,23 @@ default start, middle, end) the method's gradient and the BPTT gradient are comp
 parameters on the same probe batch, and their cosine similarity is recorded (over all trainable
 parameters, over the Hamiltonian's parameters, over ``M`` alone).
 
-Results: ``<output_dir>/<profile>/HopfieldHRU/<task>/<method>/seed<seed>/result.json`` (default
-``output_dir`` = ``data_dir/results/hopfield``); a finished run with the same settings is not run
-again. :func:`results_table` collects them into mean ± std per method next to the published
-column (``rhel_lib/configs/hopfield/published.json``).
+Results: ``<output_dir>/<profile>/HopfieldHRU/<task>/<method>/seed<seed>/result.json`` (the
+layout of every model, :mod:`rhel_lib.results`; :func:`train_hopfield`'s default
+``output_dir`` is ``data_dir/results``, shared with every model). The resume/skip rule is the
+shared one (:func:`rhel_lib.results.finished_run`): a finished run with the same settings is
+not run again, a folder holding a run of other settings is refused unless restarted.
+:func:`results_table` collects the runs into mean ± std per method next to the published column
+(``rhel_lib/configs/hopfield/published.json``).
 
-Command line::
+Command line: the shared ``train`` command (one method, one or more seeds; default results root
+``data_dir/results``) and the ``results`` command (``--format hopfield``: this table)::
 
-    python -m rhel_lib.hopfield_train run --task CopyPaste --profile smoke
-    python -m rhel_lib.hopfield_train run --task CopyPaste --profile cpu \\
-        --methods bptt rhel eprop tbptt --seeds 0 1 2 3 4
-    python -m rhel_lib.hopfield_train table --task CopyPaste --profile cpu
+    python -m rhel_lib train --model HopfieldHRU --dataset CopyPaste --gradient rhel \\
+        --profile cpu --seed 0 1 2 3 4
+    python -m rhel_lib results --profile cpu --format hopfield
+
+``python -m rhel_lib.hopfield_train run|table`` is a deprecated alias (:func:`main`) that
+forwards to them.
 """
 
 from __future__ import annotations
@@ -50,13 +56,12 @@ import argparse
 import dataclasses
 import difflib
 import functools
-import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +71,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rhel_lib import config as shared_config
 from rhel_lib.baselines import eprop_positions, truncated_bptt_positions
 from rhel_lib.data.store import DEFAULT_ROOT
 from rhel_lib.hebbian import hebbian_positions
-from rhel_lib.results import environment_info, read_result, run_dir, write_result
+from rhel_lib.results import (
+    check_seed,
+    environment_info,
+    finished_run,
+    run_dir,
+    run_hash,
+    say,
+    write_result,
+)
 from rhel_lib.tasks.copy_paste import CopyPaste, bit_accuracy, copy_paste_batch, copy_paste_loss
+from rhel_lib.train import adam_optimizer
 from rhel_lib.units.hopfield import NONLINEARITIES, HopfieldHRU
 
 __all__ = [
@@ -83,6 +98,7 @@ __all__ = [
     "config_path",
     "format_table",
     "gradient_cosines",
+    "has_profile_settings",
     "load_hopfield_config",
     "main",
     "published_results",
@@ -91,11 +107,11 @@ __all__ = [
     "train_hopfield",
 ]
 
-MODEL_NAME = "HopfieldHRU"
-TASKS = ("CopyPaste", "HeidelbergDigits")
-METHODS = ("bptt", "rhel", "hebbian", "eprop", "tbptt")
-PROFILES = ("smoke", "cpu", "full")
-DEFAULT_OUTPUT = Path(DEFAULT_ROOT) / "results" / "hopfield"
+MODEL_NAME = shared_config.HOPFIELD_MODEL
+TASKS = shared_config.HOPFIELD_TASKS
+METHODS = shared_config.HOPFIELD_METHODS
+PROFILES = shared_config.HOPFIELD_PROFILES
+DEFAULT_OUTPUT = Path(DEFAULT_ROOT) / "results"  # shared with every model
 
 
 # --------------------------------------------------------------------------- configuration
@@ -263,27 +279,15 @@ def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> HopfieldConf
         raise ValueError(f"{source}: {err}") from None
 
 
-def _configs_root() -> Path:
-    return Path(str(resources.files("rhel_lib") / "configs" / "hopfield"))
-
-
 def config_path(task: str) -> Path:
-    """``rhel_lib/configs/hopfield/<task>.json``."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    return _configs_root() / f"{task}.json"
+    """``rhel_lib/configs/hopfield/<task>.json`` (:func:`rhel_lib.config.config_path`)."""
+    return shared_config.config_path(MODEL_NAME, task)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed as JSON (a plain string when it is not JSON)."""
-    if "=" not in text:
-        raise ValueError(f"override {text!r} must have the form key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+    """``key=value`` with the value parsed as JSON (a plain string when it is not JSON); the
+    task is chosen with ``--dataset``, not overridden."""
+    return shared_config.split_override(text, fixed=("task",))
 
 
 def load_hopfield_config(
@@ -308,7 +312,7 @@ def load_hopfield_config(
 
 def published_results() -> dict[str, Any]:
     """The follow-up's Table 1 (``rhel_lib/configs/hopfield/published.json``)."""
-    return json.loads((_configs_root() / "published.json").read_text())
+    return json.loads(config_path(TASKS[0]).parent.joinpath("published.json").read_text())
 
 
 # -------------------------------------------------------------------------- model and data
@@ -379,15 +383,14 @@ def _batch_loss(unit, batch, method: str, config: HopfieldConfig):
 
 
 def make_optimizer(config: HopfieldConfig) -> optax.GradientTransformation:
-    """Adam (constant or cosine-decayed learning rate), optional global-norm clipping."""
-    if config.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(config.lr, config.num_steps)
-    else:
-        lr = config.lr
-    adam = optax.adam(lr)
-    if config.grad_clip is not None:
-        return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam)
-    return adam
+    """Adam (constant or cosine-decayed learning rate), optional global-norm clipping: the
+    HSSMs' optimiser, :func:`rhel_lib.train.adam_optimizer`."""
+    return adam_optimizer(
+        lr=config.lr,
+        num_steps=config.num_steps,
+        schedule=config.schedule,
+        grad_clip=config.grad_clip,
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -545,11 +548,18 @@ def _evaluate(evaluate, unit, data, split: str = "test") -> dict[str, float]:
 
 
 def _run_hash(config: HopfieldConfig, method: str, seed: int, profile: str) -> str:
+    """What determines a run's numbers (the lists of ``methods`` and ``seeds`` do not)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("methods", "seeds")}
-    text = json.dumps(
-        {"config": settings, "method": method, "seed": seed, "profile": profile}, sort_keys=True
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return run_hash({"config": settings, "method": method, "seed": seed, "profile": profile})
+
+
+def has_profile_settings(result: Mapping[str, Any]) -> bool:
+    """Whether a ``result.json`` dict was produced with exactly the settings its profile's
+    shipped config gives today (no overrides), so that the documented command would skip it
+    rather than refuse it as a run of other settings."""
+    config = load_hopfield_config(result["task"], result["profile"])
+    expected = _run_hash(config, result["method"], result["seed"], result["profile"])
+    return result.get("run_hash") == expected
 
 
 def train_hopfield(
@@ -573,34 +583,38 @@ def train_hopfield(
         output_dir: results root (``None``: write nothing).
         data_root: root of the processed datasets (Heidelberg Digits).
         progress: tqdm progress bar.
-        restart: run again even if a finished result with the same settings exists.
+        restart: discard the run folder's previous result and run again (the shared
+            ``--restart``; :func:`rhel_lib.results.finished_run`).
 
     Returns:
-        The result: ``method``, ``seed``, ``final_metric`` (Copy-Paste: test bit accuracy of the
-        final parameters; Heidelberg: test accuracy of the best-validation parameters),
-        ``history``, ``cosine`` (list of ``{"step", "all", "hamiltonian", "W", "readout"}``),
-        ``wall_time_s``, ``num_params``, …; ``skipped`` is True when a finished result was
-        found and nothing ran.
+        The result: ``method`` (also as ``gradient``), ``task`` (also as ``dataset``),
+        ``seed``, ``status`` (``finished`` or ``diverged``, with a ``message``), ``steps``,
+        ``final_metric`` (Copy-Paste: test bit accuracy of the final parameters; Heidelberg:
+        test accuracy of the best-validation parameters), ``history``, ``cosine`` (list of
+        ``{"step", "all", "hamiltonian", "W", "readout"}``), ``wall_time_s``, ``num_params``,
+        …; ``skipped`` is True when a finished result was found and nothing ran.
+
+    Raises:
+        rhel_lib.results.RunConflictError: the run folder holds a run of other settings.
     """
     from tqdm.auto import tqdm
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    seed = check_seed(seed)
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError('dtype "float64" needs jax_enable_x64 (jax.config.update(...))')
     started = time.perf_counter()
-    run_hash = _run_hash(config, method, seed, profile)
+    this_hash = _run_hash(config, method, seed, profile)
+    label = f"{MODEL_NAME}/{config.task} {method} seed {seed} [{profile}]"
     folder = None
     if output_dir is not None:
         folder = run_dir(output_dir, profile, MODEL_NAME, config.task, method, seed)
-        previous = read_result(folder)
-        if (
-            not restart
-            and previous is not None
-            and previous.get("status") == "finished"
-            and previous.get("run_hash") == run_hash
-        ):
-            return {**previous, "skipped": True}
+        skipped = finished_run(
+            folder, this_hash, resume=not restart, label=label, progress=progress
+        )
+        if skipped is not None:
+            return skipped
 
     if config.task == "CopyPaste":
         data = _CopyPasteData(config, seed)
@@ -623,10 +637,9 @@ def train_hopfield(
         g, g_ref = gradients(unit, probe)
         cosines.append({"step": step, **gradient_cosines(g, g_ref)})
 
-    label = f"{MODEL_NAME}/{config.task} {method} seed {seed} [{profile}]"
     bar = tqdm(total=config.num_steps, desc=label, disable=not progress, dynamic_ncols=True)
     loss_sum = metric_sum = 0.0
-    count = 0
+    count = steps_done = 0
     status = "finished"
     train_time = 0.0
     try:
@@ -645,6 +658,7 @@ def train_hopfield(
             loss_sum += loss
             metric_sum += float(metric)
             count += 1
+            steps_done += 1
             bar.update(1)
             if (step + 1) % config.eval_every == 0 or step + 1 == config.num_steps:
                 record = {
@@ -673,13 +687,16 @@ def train_hopfield(
         bar.close()
 
     result: dict[str, Any] = {
-        "run_hash": run_hash,
+        "run_hash": this_hash,
         "status": status,
         "model": MODEL_NAME,
         "task": config.task,
+        "dataset": config.task,
         "method": method,
+        "gradient": method,
         "seed": seed,
         "profile": profile,
+        "steps": steps_done,
         "config": config.to_dict(),
         "data": data.describe(),
         "num_params": num_params,
@@ -697,14 +714,24 @@ def train_hopfield(
             result.update(best_val=best, test_loss=test["loss"])
             final = test["metric"]
         result["final_metric"] = final
+    else:
+        last = history[-1]
+        result["message"] = (
+            f"{label}: training diverged: training loss is {last['train_loss']} at step "
+            f"{last['step']}. Try a smaller lr (--override lr=...) or grad_clip."
+        )
     result["wall_time_s"] = time.perf_counter() - started
     if folder is not None:
+        result["run_dir"] = str(folder)
         write_result(folder, result)
         result["result_file"] = str(folder / "result.json")
-    if progress:
-        tqdm.write(
-            f"{label}: {status}; final {result['metric']} "
-            f"{result.get('final_metric', math.nan):.4f} in {result['wall_time_s']:.1f} s"
+    if status == "diverged":
+        say(progress, result["message"], error=True)
+    else:
+        say(
+            progress,
+            f"{label}: finished at step {steps_done}; {result['metric']} "
+            f"{result['final_metric']:.4f} in {result['wall_time_s']:.1f} s",
         )
     return {**result, "skipped": False}
 
@@ -826,10 +853,17 @@ def format_table(rows: Sequence[Mapping[str, Any]], task: str = "CopyPaste") -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Deprecated command line ``python -m rhel_lib.hopfield_train run|table``.
+
+    ``run`` forwards every method to the shared ``python -m rhel_lib train --model
+    HopfieldHRU`` (one call per method; its exit code is the worst of them) and then prints the
+    table; ``table`` prints :func:`format_table` (also ``python -m rhel_lib results --format
+    hopfield``). The results root is the shared one, ``data_dir/results``.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m rhel_lib.hopfield_train",
-        description="Train the Hopfield Hamiltonian RNN (BPTT, RHEL, local Hebbian RHEL, "
-        "e-prop, truncated BPTT) and tabulate the results.",
+        description="Deprecated: use `python -m rhel_lib train --model HopfieldHRU --dataset "
+        "TASK --gradient METHOD` and `python -m rhel_lib results --format hopfield`.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train every (method, seed) of a profile")
@@ -847,30 +881,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--no-progress", action="store_true")
     table.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
+    print(
+        "python -m rhel_lib.hopfield_train is deprecated; use `python -m rhel_lib train "
+        "--model HopfieldHRU --dataset TASK --gradient METHOD ...` and `python -m rhel_lib "
+        "results --format hopfield`",
+        file=sys.stderr,
+    )
 
     if args.command == "table":
         rows = results_table(task=args.task, profile=args.profile, output_dir=args.output_dir)
         print(json.dumps(rows, indent=2) if args.json else format_table(rows, args.task))
         return 0
-    overrides = dict(parse_override(o) for o in args.override)
-    config = load_hopfield_config(args.task, args.profile, overrides)
-    if config.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
-    results = run_many(
-        config,
-        profile=args.profile,
-        methods=args.methods,
-        seeds=args.seeds,
-        output_dir=args.output_dir,
-        data_root=args.data_root,
-        progress=not args.no_progress,
-        restart=args.restart,
-    )
-    rows = results_table(results, task=args.task, profile=args.profile)
+    from rhel_lib.__main__ import main as rhel_main
+
+    methods = args.methods
+    if methods is None:
+        overrides = dict(parse_override(o) for o in args.override)
+        methods = load_hopfield_config(args.task, args.profile, overrides).methods
+    common = ["--model", MODEL_NAME, "--dataset", args.task, "--profile", args.profile]
+    common += ["--output-dir", args.output_dir, "--data-root", str(args.data_root)]
+    common += [f"--override={o}" for o in args.override]
+    common += ["--seed", *map(str, args.seeds)] if args.seeds else []
+    common += ["--restart"] * args.restart + ["--no-progress"] * args.no_progress
+    codes = [rhel_main(["train", "--gradient", m, *common]) for m in methods]
+    rows = results_table(task=args.task, profile=args.profile, output_dir=args.output_dir)
     print(format_table(rows, args.task))
-    print(f"total wall time: {time.perf_counter() - started:.1f} s")
-    return 0
+    return max(codes)
 
 
 if __name__ == "__main__":

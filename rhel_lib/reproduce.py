@@ -51,9 +51,14 @@ from pathlib import Path
 from typing import Any
 
 from rhel_lib.config import (
+    ALL_DATASETS,
+    ALL_GRADIENTS,
+    ALL_MODELS,
     DATASETS,
     GRADIENTS,
-    MODELS,
+    HOPFIELD_METHODS,
+    HOPFIELD_MODEL,
+    HOPFIELD_TASKS,
     PROFILES,
     ConfigError,
     ExperimentConfig,
@@ -87,12 +92,6 @@ __all__ = [
     "run_training",
 ]
 
-HOPFIELD_MODEL = "HopfieldHRU"
-HOPFIELD_TASKS = ("CopyPaste", "HeidelbergDigits")
-ALL_MODELS = (*MODELS, HOPFIELD_MODEL)
-ALL_DATASETS = (*DATASETS, *HOPFIELD_TASKS)
-HOPFIELD_METHODS = ("bptt", "rhel", "hebbian", "eprop", "tbptt")
-ALL_GRADIENTS = tuple(dict.fromkeys((*GRADIENTS, *HOPFIELD_METHODS)))
 EXECUTORS = ("local", "slurm", "debug")
 RUN_NOTEBOOK = "run_experiment.ipynb"
 NOTEBOOK_FILE = "run.ipynb"

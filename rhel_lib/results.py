@@ -12,37 +12,59 @@ Layout (``output_dir`` defaults to ``<data_root>/results``, i.e. ``data_dir/resu
 (the run is complete: it is never re-run), or ``"diverged"`` (a NaN/Inf loss stopped it; the
 last good checkpoint is kept). Floats that are not finite are written as the strings
 ``"nan"``, ``"inf"``, ``"-inf"`` so that every file is strict JSON.
+
+**Resume and skip** (the rule every trainer shares, :func:`finished_run`): a run is identified
+by the hash of what determines its numbers (:func:`run_hash`: settings, gradient, seed,
+profile); a folder holding a result of another hash is refused (:class:`RunConflictError`)
+unless the run is restarted (:func:`clear_run`), a finished result of the same hash is returned
+instead of running again, and anything else (running, interrupted, diverged) runs again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import numbers
 import os
 import platform
 import resource
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CHECKPOINT_DIR",
     "RESULT_FILE",
     "RESULT_FORMAT",
+    "RunConflictError",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_seed",
+    "clear_run",
     "environment_info",
+    "finished_run",
     "json_safe",
     "peak_memory_mb",
     "read_json",
     "read_result",
     "result_path",
     "run_dir",
+    "run_hash",
+    "say",
     "write_result",
 ]
 
 RESULT_FILE = "result.json"
 RESULT_FORMAT = 1
+CHECKPOINT_DIR = "checkpoint"
+
+
+class RunConflictError(RuntimeError):
+    """The run folder holds a run with another configuration (restart it or pick another
+    output folder)."""
 
 
 def run_dir(
@@ -118,6 +140,70 @@ def write_result(folder: str | os.PathLike[str], result: Mapping[str, Any]) -> P
     path = result_path(folder)
     atomic_write_json(path, {"format": RESULT_FORMAT, **result})
     return path
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int if it is an integer >= 0 (numpy integers too), else ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    return int(seed)
+
+
+def run_hash(identity: Mapping[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of ``identity`` (what determines a run's numbers: its
+    settings, gradient or method, seed and profile) as sorted, strict JSON."""
+    text = json.dumps(json_safe(identity), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def clear_run(folder: str | os.PathLike[str]) -> None:
+    """Delete a run folder's ``result.json`` and ``checkpoint/`` (what ``--restart`` does)."""
+    shutil.rmtree(Path(folder) / CHECKPOINT_DIR, ignore_errors=True)
+    result_path(folder).unlink(missing_ok=True)
+
+
+def finished_run(
+    folder: str | os.PathLike[str],
+    current_hash: str,
+    *,
+    resume: bool = True,
+    label: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any] | None:
+    """The resume/skip rule of every trainer, applied before a run starts.
+
+    ``resume=False`` first clears the folder (:func:`clear_run`). Returns the previous result
+    with ``"skipped": True`` when the folder holds a finished run of the same hash
+    (nothing is to run; said on the progress output when ``progress``), else None (no result,
+    or a running, interrupted or diverged one: the run starts or resumes).
+
+    Raises:
+        RunConflictError: the folder's result has another hash than ``current_hash``.
+    """
+    if not resume:
+        clear_run(folder)
+    previous = read_result(folder)
+    if previous is None:
+        return None
+    if previous.get("run_hash") != current_hash:
+        raise RunConflictError(
+            f"{folder} holds a run with a different configuration (run hash "
+            f"{previous.get('run_hash')} vs {current_hash}); pass --restart (resume=False) to "
+            "replace it, or choose another --output-dir"
+        )
+    if previous.get("status") != "finished":
+        return None
+    say(progress, f"{label or folder}: already finished ({result_path(folder)}); skipped")
+    return {**previous, "skipped": True}
+
+
+def say(enabled: bool, message: str, error: bool = False) -> None:
+    """Print ``message`` through tqdm (so that progress bars stay intact) when ``enabled``;
+    on stderr when ``error``."""
+    if enabled:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message, file=sys.stderr if error else None)
 
 
 def peak_memory_mb() -> float:

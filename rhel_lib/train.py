@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
-import json
 import math
 import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +43,17 @@ from rhel_lib.data import load_processed
 from rhel_lib.data.store import DEFAULT_ROOT
 from rhel_lib.models import make_model, model_loss
 from rhel_lib.results import (
+    CHECKPOINT_DIR,
+    RunConflictError,
     atomic_write_json,
+    check_seed,
     environment_info,
-    json_safe,
+    finished_run,
     peak_memory_mb,
     read_json,
-    read_result,
     run_dir,
+    run_hash,
+    say,
     write_result,
 )
 
@@ -61,6 +61,7 @@ __all__ = [
     "CHECKPOINT_DIR",
     "RunConflictError",
     "TrainingData",
+    "adam_optimizer",
     "batch_indices",
     "build_model",
     "evaluate",
@@ -70,14 +71,8 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_DIR = "checkpoint"
 SIDECAR = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
-
-
-class RunConflictError(RuntimeError):
-    """The run folder holds a run with another configuration (restart it or pick another
-    output folder)."""
 
 
 # ----------------------------------------------------------------------------------- data
@@ -215,10 +210,20 @@ def make_optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
     * ``cosine``: cosine decay from ``lr`` to ``lr · min_lr_ratio`` over ``num_steps``;
     * ``warmup_cosine``: linear warm-up from 0, then the cosine decay.
     """
-    return _optimizer(**{k: getattr(config, k) for k in _OPTIMIZER_KEYS})
+    return adam_optimizer(**{k: getattr(config, k) for k in _OPTIMIZER_KEYS})
 
 
-def _optimizer(*, lr, schedule, warmup_steps, min_lr_ratio, grad_clip, num_steps):
+def adam_optimizer(
+    *,
+    lr: float,
+    num_steps: int,
+    schedule: str = "constant",
+    warmup_steps: int = 0,
+    min_lr_ratio: float = 0.0,
+    grad_clip: float | None = None,
+) -> optax.GradientTransformation:
+    """:func:`make_optimizer` from plain settings (also the Hopfield network's optimiser,
+    :func:`rhel_lib.hopfield_train.make_optimizer`)."""
     if schedule == "constant":
         if warmup_steps > 0:
             learning_rate = optax.join_schedules(
@@ -248,7 +253,7 @@ def _make_train_step(settings: tuple):
     """The jitted train step for the optimiser ``settings`` (cached, so that runs sharing
     them — several seeds in one process, other patience or evaluation settings — share one
     compilation)."""
-    optimizer = _optimizer(**dict(settings))
+    optimizer = adam_optimizer(**dict(settings))
 
     @eqx.filter_jit(donate="all-except-first")
     def train_step(base_key, model, opt_state, state, x, y, step):
@@ -302,11 +307,6 @@ def _run_identity(config: ExperimentConfig, gradient: str, seed: int, profile: s
     """What determines a run's numbers (the list of ``seeds`` does not: one seed runs)."""
     settings = {k: v for k, v in config.to_dict().items() if k != "seeds"}
     return {"config": settings, "gradient": gradient, "seed": seed, "profile": profile}
-
-
-def _identity_hash(identity: dict) -> str:
-    text = json.dumps(json_safe(identity), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _checkpoint_tree(model, opt_state, state, best_model, best_state, key_data):
@@ -403,9 +403,7 @@ def train(
     """
     if gradient not in GRADIENTS:
         raise ValueError(f"unknown gradient {gradient!r}; expected one of {list(GRADIENTS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError(
             'dtype "float64" needs 64-bit JAX: set JAX_ENABLE_X64=1 (the command line does '
@@ -415,22 +413,11 @@ def train(
     folder = run_dir(output_dir, profile, config.model, config.dataset, gradient, seed)
     ckpt_dir = folder / CHECKPOINT_DIR
     identity = _run_identity(config, gradient, seed, profile)
-    run_hash = _identity_hash(identity)
+    this_hash = run_hash(identity)
     label = f"{config.model}/{config.dataset} {gradient} seed {seed} [{profile}]"
-
-    if not resume and folder.exists():
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        (folder / "result.json").unlink(missing_ok=True)
-    previous = read_result(folder)
-    if previous is not None and previous.get("run_hash") != run_hash:
-        raise RunConflictError(
-            f"{folder} holds a run with a different configuration (run hash "
-            f"{previous.get('run_hash')} vs {run_hash}); pass --restart (resume=False) to "
-            "replace it, or choose another --output-dir"
-        )
-    if previous is not None and previous.get("status") == "finished":
-        _say(progress, f"{label}: already finished ({folder / 'result.json'}); skipped")
-        return {**previous, "skipped": True}
+    skipped = finished_run(folder, this_hash, resume=resume, label=label, progress=progress)
+    if skipped is not None:
+        return skipped
 
     data = load_training_data(config, seed, data_root)
     model, state = build_model(config, gradient, seed, data)
@@ -448,7 +435,7 @@ def train(
     )
     if loaded is not None:
         tree, sidecar = loaded
-        if sidecar.get("run_hash") != run_hash:
+        if sidecar.get("run_hash") != this_hash:
             raise RunConflictError(
                 f"{ckpt_dir} holds a checkpoint of a different configuration; pass --restart "
                 "(resume=False) to replace it, or choose another --output-dir"
@@ -460,7 +447,7 @@ def train(
         train_time = sidecar["train_time_s"]
         wall_before = sidecar.get("wall_time_s", 0.0)
         resumed = sidecar.get("resumed", 0) + 1
-        _say(progress, f"{label}: resuming from the checkpoint at step {step}")
+        say(progress, f"{label}: resuming from the checkpoint at step {step}")
 
     n_train = data.x_train.shape[0]
     batch_size = config.batch_size
@@ -470,7 +457,7 @@ def train(
         sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)))
     )
     base = {
-        "run_hash": run_hash,
+        "run_hash": this_hash,
         "model": config.model,
         "dataset": config.dataset,
         "gradient": gradient,
@@ -575,7 +562,7 @@ def train(
                     tree,
                     {
                         "format": CHECKPOINT_FORMAT,
-                        "run_hash": run_hash,
+                        "run_hash": this_hash,
                         "identity": identity,
                         "step": step,
                         "best": best,
@@ -611,7 +598,7 @@ def train(
             f"{label}: training diverged: {diverged['where']} is {diverged['loss']} at step "
             f"{diverged['step']}; {kept}. Try a smaller lr (--override lr=...) or grad_clip."
         )
-        _say(progress, message, error=True)
+        say(progress, message, error=True)
         result = {
             **base,
             **_summary(),
@@ -641,16 +628,9 @@ def train(
         result["test_mse_original_units"] = test["metric"] * data.target_scale**2
     write_result(folder, result)
     metric = result["metric"]
-    _say(
+    say(
         progress,
         f"{label}: finished at step {step} — best val {metric} {best['val_metric']:.4f} "
         f"(step {best['step']}), test {metric} {test['metric']:.4f}",
     )
     return {**result, "skipped": False}
-
-
-def _say(enabled: bool, message: str, error: bool = False) -> None:
-    if enabled:
-        from tqdm.auto import tqdm
-
-        tqdm.write(message, file=sys.stderr if error else None)

@@ -230,3 +230,21 @@ def test_results_command(results_root, tmp_path, capsys):
     assert collect_results(results_root, "smoke")[0]["profile"] == "smoke"  # summaries ignored
     rc = main(["results", "--output-dir", str(tmp_path / "nothing")])
     assert rc == 1 and "reproduce" in capsys.readouterr().err
+
+
+def test_results_command_prints_the_hopfield_table(results_root, tmp_path, capsys):
+    for seed, value in ((0, 0.98), (1, 0.96)):
+        cosine = [{"step": 0, "hamiltonian": 0.5}, {"step": 10, "hamiltonian": 0.25 * (seed + 1)}]
+        _write(results_root, "cpu", "HopfieldHRU", "CopyPaste", "eprop", seed, value,
+               cosine=cosine)  # fmt: skip
+    rc = main(["results", "--output-dir", str(results_root), "--format", "hopfield", "--no-save"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Heartbeat" not in out
+    smoke, cpu = out.index("**smoke profile: HopfieldHRU on CopyPaste**"), out.index("**cpu")
+    assert smoke < cpu  # profiles in order smoke, cpu, full
+    assert "| RHEL (generic echo) | 62.50 ± 0.00 | 1 | 99.36 ± 0.02 | – |" in out[:cpu]
+    assert "| e-prop | 97.00 ± 1.00 | 2 | 77.77 ± 0.25 | 0.500 → 0.375 |" in out[cpu:]
+    rc = main(["results", "--output-dir", str(results_root), "--profile", "full",
+               "--format", "hopfield"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "HopfieldHRU" in err and "train --model HopfieldHRU" in err

@@ -1,4 +1,5 @@
-"""Command line: help, one-line errors and exit codes, divergence, kill -9 and resume."""
+"""Command line: help, one-line errors and exit codes, divergence, kill -9 and resume; the
+Hopfield network through the same ``train`` command."""
 
 import json
 import os
@@ -203,3 +204,146 @@ def test_kill_9_and_rerun_gives_the_same_final_metrics(data_root, tmp_path):
     )
     assert skipped.returncode == 0 and "skipped" in skipped.stdout
     assert read_result(folder) == resumed
+
+
+# ------------------------------------------------------------- HopfieldHRU through `train`
+
+#: A Copy-Paste run of a few seconds: 6 neurons, 16-step sequences, 3 Adam steps.
+HOPFIELD_STEPS = 3
+HOPFIELD_TINY = [
+    f"--override={key}={value}"
+    for key, value in dict(
+        pattern_length=4, delay=3, state_dim=6, batch_size=4, num_steps=HOPFIELD_STEPS,
+        eval_every=HOPFIELD_STEPS, eval_size=8, eval_batch_size=8, cosine_steps="[]",
+    ).items()
+]  # fmt: skip
+
+
+def _hopfield_args(output_dir, gradient, *extra):
+    return [
+        "train", "--model", "HopfieldHRU", "--dataset", "CopyPaste", "--gradient", gradient,
+        "--seed", "0", "--profile", "smoke", "--output-dir", str(output_dir), "--no-progress",
+        *HOPFIELD_TINY, *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("gradient", ["rhel", "hebbian"])
+def test_train_command_trains_the_hopfield_network(gradient, tmp_path, capsys):
+    rc = main(_hopfield_args(tmp_path, gradient))
+    out = capsys.readouterr().out
+    folder = run_dir(tmp_path, "smoke", "HopfieldHRU", "CopyPaste", gradient, 0)
+    assert rc == 0 and f"{folder}/result.json" in out
+    result = read_result(folder)
+    assert result["status"] == "finished" and result["model"] == "HopfieldHRU"
+    assert result["method"] == result["gradient"] == gradient and result["seed"] == 0
+    assert result["task"] == result["dataset"] == "CopyPaste" and result["profile"] == "smoke"
+    assert result["steps"] == HOPFIELD_STEPS == result["config"]["num_steps"]
+    assert result["config"]["state_dim"] == 6 and result["history"][-1]["step"] == HOPFIELD_STEPS
+    assert result["metric"] == "bit_accuracy" and 0.0 <= result["final_metric"] <= 1.0
+    assert result["final_metric"] == result["history"][-1]["test_metric"]
+    assert f"test bit_accuracy {result['final_metric']:.4f}" in out
+
+    # the same command again: skipped, the file untouched
+    before = (folder / "result.json").read_bytes()
+    rc = main(_hopfield_args(tmp_path, gradient))
+    assert rc == 0 and "already finished, skipped" in capsys.readouterr().out
+    assert (folder / "result.json").read_bytes() == before
+
+
+def test_train_command_takes_several_gradients(tmp_path, capsys):
+    args = _hopfield_args(tmp_path, "eprop")
+    args.insert(args.index("eprop") + 1, "tbptt")  # --gradient eprop tbptt
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for gradient in ("eprop", "tbptt"):
+        folder = run_dir(tmp_path, "smoke", "HopfieldHRU", "CopyPaste", gradient, 0)
+        assert read_result(folder)["method"] == gradient
+        assert f"{gradient} seed 0: test bit_accuracy" in out
+    # a gradient the model does not have: refused before anything runs
+    args = [
+        "train", "--model", "LinHRU", "--dataset", "BasicMotions", "--gradient", "rhel",
+        "hebbian", "--profile", "smoke", "--output-dir", str(tmp_path / "hssm"), "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == EXIT_ERROR
+    assert "hebbian" in capsys.readouterr().err
+    assert not (tmp_path / "hssm").exists()
+
+
+def test_train_command_hopfield_restart_and_conflict(tmp_path, capsys):
+    assert main(_hopfield_args(tmp_path, "bptt")) == 0
+    folder = run_dir(tmp_path, "smoke", "HopfieldHRU", "CopyPaste", "bptt", 0)
+    first = read_result(folder)
+    # other settings in the same run folder: refused (one line, exit 1) ...
+    capsys.readouterr()
+    assert main(_hopfield_args(tmp_path, "bptt", "--override", "lr=0.02")) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different configuration" in err and "--restart" in err
+    assert read_result(folder) == first
+    # ... unless restarted
+    assert main(_hopfield_args(tmp_path, "bptt", "--override", "lr=0.02", "--restart")) == 0
+    again = read_result(folder)
+    assert again["config"]["lr"] == 0.02 and again["run_hash"] != first["run_hash"]
+
+
+@pytest.mark.parametrize(
+    "model, dataset, gradient, extra, expected",
+    [
+        ("LinHRU", "BasicMotions", "hebbian", [],
+         ["LinHRU does not run with gradient 'hebbian'", "LinHRU/NonlinHRU: bptt, rhel",
+          "HopfieldHRU: bptt, rhel, hebbian, eprop, tbptt"]),
+        ("HopfieldHRU", "BasicMotions", "rhel", [],
+         ["HopfieldHRU does not run with dataset 'BasicMotions'",
+          "HopfieldHRU: CopyPaste, HeidelbergDigits"]),
+        ("NonlinHRU", "CopyPaste", "bptt", [],
+         ["NonlinHRU does not run with dataset 'CopyPaste'", "HopfieldHRU: CopyPaste"]),
+        ("LinHRU", "BasicMotions", "rhel", ["--profile", "cpu"],
+         ["LinHRU does not run with profile 'cpu'", "HopfieldHRU: smoke, cpu, full"]),
+        ("HopfieldHRU", "CopyPaste", "rhel", ["--override", "state_dims=4"],
+         ["CopyPaste.json [smoke]", "unknown key 'state_dims'", "did you mean 'state_dim'"]),
+        ("HopfieldHRU", "CopyPaste", "rhel", ["--override", "task=HeidelbergDigits"],
+         ["choose the task with --dataset"]),
+        ("HopfieldHRU", "CopyPaste", "rhel", ["--seed", "-1"], ["seed must be an integer >= 0"]),
+    ],
+)  # fmt: skip
+def test_train_command_refuses_invalid_combinations(
+    model, dataset, gradient, extra, expected, tmp_path, capsys
+):
+    args = ["train", "--model", model, "--dataset", dataset, "--gradient", gradient,
+            "--profile", "smoke", "--output-dir", str(tmp_path), "--no-progress",
+            *extra]  # fmt: skip
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == EXIT_ERROR and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("python -m rhel_lib train: error: ")
+    for text in expected:
+        assert text in err
+    assert not any(tmp_path.iterdir())  # nothing was written
+    from rhel_lib.config import ConfigError
+
+    with pytest.raises(ConfigError):  # --debug: the exception itself
+        main([*args, "--debug"])
+
+
+def test_hopfield_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "HopfieldHRU", "--dataset", "CopyPaste", "--gradient", "adam"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "Hopfield", "--dataset", "CopyPaste", "--gradient", "rhel"])
+    assert exit_info.value.code == 2
+
+
+def test_config_and_configs_commands_know_the_hopfield_network(capsys):
+    rc = main(["config", "--model", "HopfieldHRU", "--dataset", "CopyPaste", "--profile", "cpu",
+               "--override", "state_dim=12"])  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["file"].endswith(os.path.join("hopfield", "CopyPaste.json"))
+    assert data["config"]["state_dim"] == 12 and data["config"]["num_steps"] == 400
+    assert data["config"]["methods"] == ["bptt", "rhel", "eprop", "tbptt"]
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 9 + 2
+    assert [line.split()[:2] for line in lines[-2:]] == [
+        ["HopfieldHRU", "CopyPaste"],
+        ["HopfieldHRU", "HeidelbergDigits"],
+    ]

@@ -12,6 +12,7 @@ from rhel_lib.config import (
     ExperimentConfig,
     apply_overrides,
     available_configs,
+    check_run,
     config_path,
     load_config,
     load_config_file,
@@ -32,6 +33,28 @@ PAPER = {  # dataset: lr, hidden, state, blocks, time channel, batch (SPEC §8)
 
 def test_every_model_and_dataset_has_a_config():
     assert set(available_configs()) == {(m, d) for m in MODELS for d in DATASETS}
+    hopfield = available_configs(hopfield=True)[len(available_configs()) :]
+    assert hopfield == [("HopfieldHRU", "CopyPaste"), ("HopfieldHRU", "HeidelbergDigits")]
+    assert config_path("HopfieldHRU", "CopyPaste").parent.name == "hopfield"
+    assert all(config_path(m, d).is_file() for m, d in available_configs(hopfield=True))
+
+
+def test_check_run_names_what_each_model_allows():
+    check_run("LinHRU", "Heartbeat", gradient="rhel", profile="full")
+    check_run("HopfieldHRU", "CopyPaste", gradient="hebbian", profile="cpu")
+    cases = [
+        (("NonlinHRU", "PPG"), {"gradient": "eprop"}, "HopfieldHRU: bptt, rhel, hebbian, eprop"),
+        (("HopfieldHRU", "Heartbeat"), {}, "HopfieldHRU: CopyPaste, HeidelbergDigits"),
+        (("LinHRU", "HeidelbergDigits"), {}, "LinHRU/NonlinHRU: EigenWorms,"),
+        (("LinHRU", "PPG"), {"profile": "cpu"}, "LinHRU/NonlinHRU: smoke, full;"),
+        (("HopfieldHRU", "CopyPast"), {}, "did you mean 'CopyPaste'"),
+        (("Hopfield", "CopyPaste"), {}, "did you mean 'HopfieldHRU'"),
+    ]
+    for args, kwargs, text in cases:
+        with pytest.raises(ConfigError, match=text):
+            check_run(*args, **kwargs)
+    with pytest.raises(ConfigError, match="load_hopfield_config"):
+        load_config("HopfieldHRU", "CopyPaste")
 
 
 @pytest.mark.parametrize("model,dataset", [(m, d) for m in MODELS for d in DATASETS])

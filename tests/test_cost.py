@@ -193,3 +193,23 @@ def test_shared_compilation_cache_sets_and_restores_the_environment(tmp_path, mo
         assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
     assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "7"
+
+
+def test_committed_benchmark_covers_what_chapter_6_shows():
+    """Chapter 6 shows ``benchmarks/measured/step_cost.json``: both units at L = 16k in the
+    small (reference) shape and the state-heavy one, with its targets and provenance."""
+    from pathlib import Path
+
+    from rhel_lib.cost import REFERENCE_SHAPE, load_measurement
+
+    path = Path(__file__).parents[1] / "benchmarks" / "measured" / "step_cost.json"
+    measured = load_measurement(path)
+    at_16k = [r for r in measured["rows"] if r["seq_len"] == 16000]
+    small = [r for r in at_16k if all(r[k] == v for k, v in REFERENCE_SHAPE.items())]
+    assert {r["model"] for r in small} == {"LinHRU", "NonlinHRU"}
+    assert {r["model"] for r in at_16k if r["ssm_dim"] == 256} == {"LinHRU", "NonlinHRU"}
+    for r in at_16k:  # ratios are consistent with the measured numbers
+        assert r["temp_ratio"] == pytest.approx(r["rhel_temp_mib"] / r["bptt_temp_mib"])
+        assert r["time_ratio"] == pytest.approx(r["rhel_ms"] / r["bptt_ms"])
+    assert len(measured["targets"]) == 9
+    assert measured["provenance"]["devices"] != "unknown"

@@ -2,6 +2,7 @@
 training entry point of :mod:`rhel_lib.hopfield_train` on tiny settings."""
 
 import json
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -284,3 +285,75 @@ def test_heidelberg_training_on_a_generated_processed_set(tmp_path):
     assert result["status"] == "finished" and result["data"] == {"train": 12, "val": 4, "test": 8}
     assert 0.0 <= result["final_metric"] <= 1.0 and result["best_val"] is not None
     assert result["cosine"] == [] and len(result["history"]) == 2
+
+
+def test_deprecated_cli_alias_forwards_to_the_shared_train_command(tmp_path, capsys):
+    from rhel_lib.hopfield_train import main as alias_main
+    from rhel_lib.results import read_result, run_dir
+
+    tiny = dict(pattern_length=4, delay=3, state_dim=6, batch_size=4, num_steps=2,
+                eval_every=2, eval_size=8, eval_batch_size=8, cosine_steps=[])  # fmt: skip
+    args = ["run", "--task", "CopyPaste", "--profile", "smoke", "--methods", "rhel",
+            "--seeds", "0", "--output-dir", str(tmp_path), "--no-progress",
+            *[f"--override={k}={json.dumps(v)}" for k, v in tiny.items()]]  # fmt: skip
+    assert alias_main(args) == 0
+    captured = capsys.readouterr()
+    assert "deprecated" in captured.err and "python -m rhel_lib train" in captured.err
+    result = read_result(run_dir(tmp_path, "smoke", "HopfieldHRU", "CopyPaste", "rhel", 0))
+    assert result["status"] == "finished" and result["steps"] == 2
+    assert result["method"] == "rhel" and result["history"][-1]["step"] == 2
+    row = f"| RHEL (generic echo) | {100 * result['final_metric']:.2f} ± 0.00 | 1 | 99.36 ± 0.02"
+    assert row in captured.out
+    assert alias_main(args) == 0  # finished: skipped
+    assert "already finished, skipped" in capsys.readouterr().out
+    assert alias_main(["table", "--output-dir", str(tmp_path), "--profile", "smoke"]) == 0
+    assert row in capsys.readouterr().out
+
+
+def test_training_refuses_a_run_folder_of_other_settings(tmp_path):
+    from rhel_lib.hopfield_train import train_hopfield
+    from rhel_lib.results import RunConflictError
+
+    config = _tiny(num_steps=2, cosine_steps=[])
+    run = dict(method="bptt", seed=0, profile="smoke", output_dir=tmp_path, progress=False)
+    first = train_hopfield(config, **run)
+    assert first["status"] == "finished" and first["steps"] == 2 and not first["skipped"]
+    with pytest.raises(RunConflictError, match="different configuration"):
+        train_hopfield(config.replace(lr=0.02), **run)
+    assert train_hopfield(config, **run)["skipped"]
+    again = train_hopfield(config, **run, restart=True)  # ran again, to the same numbers
+    assert not again["skipped"] and again["final_metric"] == first["final_metric"]
+    assert again["history"][-1]["train_loss"] == first["history"][-1]["train_loss"]
+    with pytest.raises(ValueError, match="seed"):
+        train_hopfield(config, **{**run, "seed": -1})
+
+
+def test_has_profile_settings_tells_a_rerun_would_skip():
+    from rhel_lib.hopfield_train import _run_hash, has_profile_settings, load_hopfield_config
+
+    config = load_hopfield_config("CopyPaste", "cpu")
+    result = dict(task="CopyPaste", profile="cpu", method="rhel", seed=3)
+    result["run_hash"] = _run_hash(config, "rhel", 3, "cpu")
+    assert has_profile_settings(result)
+    assert not has_profile_settings({**result, "seed": 4})
+    other = _run_hash(config.replace(lr=config.lr / 2), "rhel", 3, "cpu")
+    assert not has_profile_settings({**result, "run_hash": other})
+
+
+SHIPPED_CPU = Path(__file__).parents[1] / "data_dir" / "results" / "cpu" / "HopfieldHRU"
+
+
+def test_shipped_cpu_results_are_those_of_the_cpu_profile():
+    """The Copy-Paste table the book shows (chapter 7) comes from result files in the
+    repository: all 5 methods x 5 seeds, finished, with the cpu profile's current settings
+    (otherwise the documented command would refuse to rerun over them)."""
+    from rhel_lib.hopfield_train import has_profile_settings, load_hopfield_config
+
+    config = load_hopfield_config("CopyPaste", "cpu")
+    files = sorted(SHIPPED_CPU.glob("CopyPaste/*/seed*/result.json"))
+    results = [json.loads(f.read_text()) for f in files]
+    assert {(r["method"], r["seed"]) for r in results} == {
+        (m, s) for m in config.methods for s in config.seeds
+    }
+    for path, r in zip(files, results):
+        assert r["status"] == "finished" and has_profile_settings(r), path
