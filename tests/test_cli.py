@@ -339,7 +339,7 @@ def test_config_and_configs_commands_know_the_hopfield_network(capsys):
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["file"].endswith(os.path.join("hopfield", "CopyPaste.json"))
     assert data["config"]["state_dim"] == 12 and data["config"]["num_steps"] == 400
-    assert data["config"]["methods"] == ["bptt", "rhel", "eprop", "tbptt"]
+    assert data["config"]["methods"] == ["bptt", "rhel", "hebbian", "eprop", "tbptt"]
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 9 + 2

@@ -344,6 +344,7 @@ def test_parallel_kernels_get_private_ipc_sockets(tmp_path, monkeypatch):
     assert len(first.ip) + len("-65535") < 100  # AF_UNIX path limit
 
     import asyncio
+    import concurrent.futures
 
     async def start_and_stop(manager):
         await manager.start_kernel()
@@ -358,6 +359,9 @@ def test_parallel_kernels_get_private_ipc_sockets(tmp_path, monkeypatch):
     async def both():
         return await asyncio.gather(start_and_stop(first), start_and_stop(second))
 
-    assert asyncio.run(both()) == ["ok", "ok"]
+    # in a thread of its own: an earlier test of this worker may have left an event loop
+    # running in the main thread (nbclient/papermill), where asyncio.run() refuses to start
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(lambda: asyncio.run(both())).result(timeout=300) == ["ok", "ok"]
     assert not os.path.exists(os.path.dirname(first.ip))  # removed with the kernel
     assert not list(tmp_path.iterdir())  # nothing left in the working directory
