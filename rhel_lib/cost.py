@@ -309,6 +309,34 @@ def cost_table(rows: list[dict]):
     return frame.sort_values(["unit", "shape", "L"], kind="stable").reset_index(drop=True)
 
 
+def memory_breakdown(rows: list[dict]):
+    """Where a step's memory goes, per row of :func:`ratios`: the size of one activation
+    ``B × L × H`` and of one unit trajectory ``B × L × 2Q`` (float32; ``Q = 2P`` for the complex
+    linear unit's two real banks, ``P`` for the nonlinear unit), the forward-only floor, and
+    what BPTT and RHEL keep above it, all in MiB. A ``pandas.DataFrame`` indexed by unit,
+    shape and length."""
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        q = 2 * r["ssm_dim"] if r["model"] == "LinHRU" else r["ssm_dim"]
+        per_step = r["batch"] * r["seq_len"] * 4 / MIB  # one float32 per (sequence, step)
+        floor = r.get("forward_temp_mib", math.nan)
+        records.append(
+            {
+                "unit": r["model"],
+                "shape": f"H={r['hidden_dim']}, P={r['ssm_dim']}",
+                "L": int(r["seq_len"]),
+                "one activation B·L·H (MiB)": per_step * r["hidden_dim"],
+                "one trajectory B·L·2Q (MiB)": per_step * 2 * q,
+                "FWD floor (MiB)": floor,
+                "BPTT above floor (MiB)": r["bptt_temp_mib"] - floor,
+                "RHEL above floor (MiB)": r["rhel_temp_mib"] - floor,
+            }
+        )
+    return pd.DataFrame(records).set_index(["unit", "shape", "L"]).sort_index()
+
+
 def plot_cost(
     rows: list[dict],
     *,

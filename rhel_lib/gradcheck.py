@@ -76,23 +76,46 @@ def _describe(path: str) -> dict[str, Any]:
 
 
 def _batch(x, y):
-    x = jnp.asarray(x)
+    """``(x, y)`` with a leading batch axis: one sequence ``(L, D)`` or a batch ``(B, L, D)``."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
     if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[0] != 1:
-        raise ValueError(f"x must be one sample, shape (L, D) or (1, L, D); got {x.shape}")
-    y = jnp.asarray(y)
-    if y.ndim == 0 or (y.ndim >= 1 and y.shape[0] != 1):
-        y = y[None]
+        return x[None], y[None]
+    if x.ndim != 3:
+        raise ValueError(f"x must be one sequence (L, D) or a batch (B, L, D); got {x.shape}")
+    if x.shape[0] == 1 and (y.ndim == 0 or y.shape[0] != 1):
+        y = y[None]  # one sample given with a batch axis, its label without
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels/targets for a batch of {x.shape[0]}")
     return x, y
 
 
 @eqx.filter_jit
 def _gradient(model, state, x, y, key):
-    def loss(m):
-        return model_loss(m, state, x, y, key=key)[0]
+    """Gradients of the training loss with respect to the parameters and to the input."""
 
-    return eqx.filter_grad(loss)(model)
+    def loss(model_and_x):
+        m, inputs = model_and_x
+        return model_loss(m, state, inputs, y, key=key)[0]
+
+    return eqx.filter_grad(loss)((model, x))
+
+
+def _compare(path: str, a, b) -> dict[str, Any]:
+    a = np.ravel(np.asarray(a, np.float64))
+    b = np.ravel(np.asarray(b, np.float64))
+    norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    frozen = norm_a == 0.0 and norm_b == 0.0
+    cosine = float(a @ b / (norm_a * norm_b)) if norm_a > 0 and norm_b > 0 else np.nan
+    return {
+        "path": path,
+        "size": int(a.size),
+        "bptt_norm": norm_a,
+        "rhel_norm": norm_b,
+        "cosine": np.nan if frozen else cosine,
+        "norm_ratio": norm_b / norm_a if norm_a > 0 else np.nan,
+        "rel_error": float(np.linalg.norm(b - a)) / norm_a if norm_a > 0 else np.nan,
+        "frozen": frozen,
+    }
 
 
 def compare_gradients(
@@ -105,17 +128,21 @@ def compare_gradients(
     loss_scale: float | str = 1e4,
     estimator: str = "centred",
     key: jax.Array | None = None,
+    input_gradient: bool = False,
 ) -> list[dict[str, Any]]:
-    """RHEL versus BPTT gradients of one sample, per block and per parameter.
+    """RHEL versus BPTT gradients of one sample (the paper's Fig. 4) or of a batch, per block
+    and per parameter.
 
     Args:
         model: an HSSM (:func:`rhel_lib.models.make_model`); its units' current gradient
             setting does not matter (both are computed).
         state: the model's ``eqx.nn.State``.
-        x: one input sequence, ``(L, D)`` or ``(1, L, D)``.
-        y: its label (class id) or regression target.
+        x: one input sequence ``(L, D)``, or a batch ``(B, L, D)``.
+        y: its label (class id) or regression target; for a batch, one per sequence.
         epsilon, loss_scale, estimator: the RHEL settings compared.
         key: dropout key (default ``key(0)``); the same masks are used for both gradients.
+        input_gradient: also compare the gradient with respect to ``x`` (a last row with
+            ``module`` and ``path`` ``"input x"``): it has passed through every unit's echo.
 
     Returns:
         A tidy table, one dict per parameter array: ``module`` (``"encoder"``,
@@ -130,31 +157,19 @@ def compare_gradients(
     x, y = _batch(x, y)
     bptt = set_gradient(model, "bptt")
     rhel = set_gradient(model, "rhel", epsilon, loss_scale=loss_scale, estimator=estimator)
-    g_bptt = _gradient(bptt, state, x, y, key)
-    g_rhel = _gradient(rhel, state, x, y, key)
+    g_bptt, x_bptt = _gradient(bptt, state, x, y, key)
+    g_rhel, x_rhel = _gradient(rhel, state, x, y, key)
     ref = jax.tree_util.tree_leaves_with_path(eqx.filter(g_bptt, eqx.is_inexact_array))
     got = jax.tree_util.tree_leaves(eqx.filter(g_rhel, eqx.is_inexact_array))
     if len(ref) != len(got):  # pragma: no cover - same model, same structure
         raise RuntimeError("BPTT and RHEL gradients have different structures")
     table = []
     for (path, a), b in zip(ref, got):
-        a = np.ravel(np.asarray(a, np.float64))
-        b = np.ravel(np.asarray(b, np.float64))
-        norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-        frozen = norm_a == 0.0 and norm_b == 0.0
-        cosine = float(a @ b / (norm_a * norm_b)) if norm_a > 0 and norm_b > 0 else np.nan
-        row = {
-            **_describe(jax.tree_util.keystr(path)),
-            "path": jax.tree_util.keystr(path),
-            "size": int(a.size),
-            "bptt_norm": norm_a,
-            "rhel_norm": norm_b,
-            "cosine": np.nan if frozen else cosine,
-            "norm_ratio": norm_b / norm_a if norm_a > 0 else np.nan,
-            "rel_error": float(np.linalg.norm(b - a)) / norm_a if norm_a > 0 else np.nan,
-            "frozen": frozen,
-        }
-        table.append(row)
+        name = jax.tree_util.keystr(path)
+        table.append({**_describe(name), **_compare(name, a, b)})
+    if input_gradient:
+        where = dict(module="input x", block=None, component="input", parameter="x", label="x")
+        table.append({**where, **_compare("input x", x_bptt, x_rhel)})
     return table
 
 

@@ -213,3 +213,18 @@ def test_committed_benchmark_covers_what_chapter_6_shows():
         assert r["time_ratio"] == pytest.approx(r["rhel_ms"] / r["bptt_ms"])
     assert len(measured["targets"]) == 9
     assert measured["provenance"]["devices"] != "unknown"
+
+
+def test_memory_breakdown_sizes():
+    from rhel_lib.cost import memory_breakdown
+
+    row = dict(batch=4, seq_len=16000, hidden_dim=64, ssm_dim=16, num_blocks=2,
+               forward_temp_mib=100.0, bptt_temp_mib=500.0, rhel_temp_mib=400.0)  # fmt: skip
+    frame = memory_breakdown([{**row, "model": "NonlinHRU"}, {**row, "model": "LinHRU"}])
+    lin = frame.loc[("LinHRU", "H=64, P=16", 16000)]
+    nonlin = frame.loc[("NonlinHRU", "H=64, P=16", 16000)]
+    assert lin["one activation B·L·H (MiB)"] == 4 * 16000 * 64 * 4 / 2**20 == 15.625
+    assert lin["one trajectory B·L·2Q (MiB)"] == 15.625  # Q = 2P: two real banks
+    assert nonlin["one trajectory B·L·2Q (MiB)"] == 7.8125  # Q = P
+    assert lin["BPTT above floor (MiB)"] == 400.0 and lin["RHEL above floor (MiB)"] == 300.0
+    assert list(frame.index.get_level_values("unit")) == ["LinHRU", "NonlinHRU"]  # sorted

@@ -104,3 +104,38 @@ def test_method_colours_are_fixed():
     assert method_color("e-prop") == METHOD_COLORS["eprop"]
     assert method_color("something else") == PALETTE[7]
     assert method_label("rhel") == "RHEL" and method_label("truncated_bptt") == "truncated BPTT"
+
+
+def test_batch_and_input_gradient_in_float64():
+    """A batch (B = 3) in float64 with the input gradient: RHEL = BPTT to round-off for the
+    linear unit, and the input row's BPTT side is autodiff's gradient with respect to x."""
+    import equinox as eqx
+
+    from rhel_lib.models import model_loss, set_gradient
+
+    model, state = make_model(
+        "LinHRU", data_dim=3, label_dim=2, hidden_dim=4, num_blocks=2, ssm_dim=3,
+        classification=True, dtype=jnp.float64, parallel=False, key=jax.random.key(1),
+    )  # fmt: skip
+    x = jax.random.normal(jax.random.key(2), (3, 40, 3), jnp.float64)
+    y = jnp.array([0, 1, 1])
+    key = jax.random.key(5)
+    table = compare_gradients(
+        model, state, x, y, epsilon=0.1, loss_scale="auto", key=key, input_gradient=True
+    )
+    assert table[-1]["module"] == table[-1]["path"] == "input x"
+    assert table[-1]["size"] == x.size
+    assert max(row["rel_error"] for row in table) < 1e-12
+    assert all(row["bptt_norm"] > 0 for row in table)
+
+    def loss(inputs, state):
+        return model_loss(set_gradient(model, "bptt"), state, inputs, y, key=key)[0]
+
+    expected = float(jnp.linalg.norm(jax.jit(jax.grad(loss))(x, state)))
+    assert table[-1]["bptt_norm"] == pytest.approx(expected, rel=1e-12)
+    assert not any(r["path"] == "input x" for r in compare_gradients(model, state, x, y, key=key))
+    with pytest.raises(ValueError, match="labels"):
+        compare_gradients(model, state, x, y[:2])
+    with pytest.raises(ValueError, match="one sequence"):
+        compare_gradients(model, state, x[0, 0], y[0])
+    assert eqx.tree_equal(model, model)  # the model is not modified
