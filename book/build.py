@@ -181,6 +181,8 @@ def execute_notebooks(
     """
     import papermill as pm
 
+    from rhel_lib.reproduce import kernel_manager_class
+
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     notebooks = list_notebooks(pattern, root)
@@ -207,6 +209,9 @@ def execute_notebooks(
                         str(output),
                         parameters={"profile": profile},
                         kernel_name=kernel,
+                        # this interpreter, local sockets in a private folder: no TCP ports
+                        # that a kernel started elsewhere at the same moment could also pick
+                        kernel_manager_class=kernel_manager_class(),
                         language="python",
                         cwd=str(nb.parent),
                         progress_bar=False,

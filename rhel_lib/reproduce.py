@@ -83,6 +83,7 @@ __all__ = [
     "execute_run",
     "expand_matrix",
     "find_data_root",
+    "kernel_manager_class",
     "missing_data",
     "prepare_datasets",
     "reproduce",
@@ -503,10 +504,12 @@ def run_notebook_path() -> Path:
     return Path(str(resources.files("rhel_lib") / "notebooks" / RUN_NOTEBOOK))
 
 
-def _kernel_manager_class(log_file=None):
+def kernel_manager_class(log_file=None):
     """A Jupyter kernel manager that starts an IPython kernel with *this* interpreter, so the
     run uses the same environment (and ``rhel_lib``) as ``reproduce`` whatever kernelspecs
-    are installed. The kernel process's own stdout/stderr (XLA and kernel messages, not the
+    are installed. It talks to the kernel over local sockets in a private folder (no TCP
+    ports: two kernels started at the same moment cannot pick the same addresses); the book
+    build uses it too. The kernel process's own stdout/stderr (XLA and kernel messages, not the
     notebook's outputs) go to ``log_file`` (an open binary file) when given."""
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
@@ -612,7 +615,7 @@ def execute_run(
                 str(run_notebook_path()),
                 str(notebook),
                 parameters=parameters,
-                kernel_manager_class=_kernel_manager_class(log_file),
+                kernel_manager_class=kernel_manager_class(log_file),
                 cwd=str(folder),
                 progress_bar=False,
                 log_output=False,

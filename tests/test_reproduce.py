@@ -336,7 +336,7 @@ def test_parallel_kernels_get_private_ipc_sockets(tmp_path, monkeypatch):
     named them ``kernel-ipc-N`` in the working directory: the second kernel's client then
     received the first one's messages, "Invalid Signature")."""
     monkeypatch.chdir(tmp_path)
-    manager_class = rp._kernel_manager_class()
+    manager_class = rp.kernel_manager_class()
     first, second = manager_class(), manager_class()
     assert first.transport == second.transport == "ipc"
     assert os.path.isabs(first.ip) and os.path.isabs(second.ip)
