@@ -455,6 +455,19 @@ def _unit_title(rows: list[dict[str, Any]], unit: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------
+def _draw_bptt_floor(ax, floor: float, color: str, dtype: str) -> None:
+    """BPTT's own error in ``dtype`` as a dotted line (none in float64: BPTT is the reference)."""
+    if floor > 0:
+        ax.axhline(
+            floor, color=color, linestyle=(0, (1, 2)), linewidth=1, alpha=0.8,
+            label=f"BPTT in {dtype}",
+        )  # fmt: skip
+
+
+def _draw_epsilon_mark(ax, epsilon: float) -> None:
+    ax.axvline(epsilon, color="0.4", linewidth=1, linestyle="--", label=f"ε = {epsilon:g}")
+
+
 def draw_epsilon_panel(
     ax,
     records,
@@ -510,19 +523,10 @@ def draw_epsilon_panel(
                     [mark_epsilon], [at], "D", color=color, ms=6, markeredgecolor="white", zorder=6
                 )
         floor = next(r["bptt_rel_error"] for r in rows if r["dtype"] == dtype)
-        if show_bptt and floor > 0:  # (float64 BPTT is the reference itself: no line)
-            ax.axhline(
-                floor,
-                color=color,
-                linestyle=(0, (1, 2)),
-                linewidth=1,
-                alpha=0.8,
-                label=f"BPTT in {dtype}",
-            )
+        if show_bptt:
+            _draw_bptt_floor(ax, floor, color, dtype)
     if mark_epsilon is not None:
-        ax.axvline(
-            mark_epsilon, color="0.4", linewidth=1, linestyle="--", label=f"ε = {mark_epsilon:g}"
-        )
+        _draw_epsilon_mark(ax, mark_epsilon)
     ax.set_xscale("log")
     ax.set_yscale("log")
     if ylim is not None:
@@ -670,23 +674,9 @@ def loss_scale_animation(
             floor = next(
                 r["bptt_rel_error"] for r in rows if r["unit"] == unit and r["dtype"] == dtype
             )
-            if floor > 0:
-                ax.axhline(
-                    floor,
-                    color=color,
-                    linestyle=(0, (1, 2)),
-                    linewidth=1,
-                    alpha=0.8,
-                    label=f"BPTT in {dtype}",
-                )
+            _draw_bptt_floor(ax, floor, color, dtype)
         if mark_epsilon is not None:
-            ax.axvline(
-                mark_epsilon,
-                color="0.4",
-                linewidth=1,
-                linestyle="--",
-                label=f"ε = {mark_epsilon:g}",
-            )
+            _draw_epsilon_mark(ax, mark_epsilon)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(all_eps.min() / 2, all_eps.max() * 2)
